@@ -1,0 +1,176 @@
+"""Test harness: run the emulator as a real subprocess and talk to it over HTTP.
+
+``EmulatorProcess`` starts ``python -m synfs emulator serve`` on 127.0.0.1 in a data
+directory, waits for ``emulator.json``, and stops it (SIGTERM, then SIGKILL) at the end.
+``Api`` is a thin requests wrapper that returns raw responses so tests can assert on status
+codes and bodies exactly as a client sees them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import botocore.config
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+_names = itertools.count(1)
+
+
+class Api:
+    """REST calls against the emulator's three prefixes, as one user (or anonymous)."""
+
+    def __init__(self, info: dict, token: str | None):
+        self.info = info
+        self.token = token
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def _url(self, prefix: str, path: str) -> str:
+        base = {"repo": self.info["repoEndpoint"], "file": self.info["fileHandleEndpoint"],
+                "auth": self.info["authEndpoint"], "admin": self.info["adminEndpoint"]}[prefix]
+        return base + path
+
+    def call(self, method: str, path: str, prefix: str = "repo", json_body=None, **kw):
+        return self.session.request(method, self._url(prefix, path), json=json_body,
+                                    timeout=60, **kw)
+
+    def get(self, path, prefix="repo", **kw):
+        return self.call("GET", path, prefix, **kw)
+
+    def post(self, path, body=None, prefix="repo", **kw):
+        return self.call("POST", path, prefix, json_body=body, **kw)
+
+    def put(self, path, body=None, prefix="repo", **kw):
+        return self.call("PUT", path, prefix, json_body=body, **kw)
+
+    def delete(self, path, prefix="repo", **kw):
+        return self.call("DELETE", path, prefix, **kw)
+
+    # conveniences used by many tests ------------------------------------------------------
+    def ok(self, resp, status: int | tuple = (200, 201)):
+        statuses = status if isinstance(status, tuple) else (status,)
+        assert resp.status_code in statuses, (resp.status_code, resp.text)
+        return resp.json() if resp.content else None
+
+    def create(self, concrete: str, name: str, parent: str | None = None, **extra) -> dict:
+        body = {"name": name, "concreteType": f"org.sagebionetworks.repo.model.{concrete}", **extra}
+        if parent:
+            body["parentId"] = parent
+        return self.ok(self.post("/entity", body), 201)
+
+    def project(self, name: str | None = None) -> dict:
+        return self.create("Project", name or f"project {next(_names)} {time.time_ns()}")
+
+    def folder(self, parent: str, name: str) -> dict:
+        return self.create("Folder", name, parent)
+
+
+@dataclasses.dataclass
+class TestUser:
+    id: str
+    user_name: str
+    token: str
+    api: Api
+
+
+class EmulatorProcess:
+    def __init__(self, data_dir: Path, throttling: bool = False):
+        self.data_dir = Path(data_dir)
+        self.throttling = throttling
+        self.proc: subprocess.Popen | None = None
+        self.info: dict = {}
+        self.admin: Api | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "emulator.log"
+
+    def start(self, timeout: float = 90.0) -> "EmulatorProcess":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "synfs", "--log-level", "INFO", "emulator", "serve",
+               "--data-dir", str(self.data_dir)]
+        if self.throttling:
+            cmd.append("--throttling")
+        log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=str(ROOT), start_new_session=True)
+        log.close()
+        info_path = self.data_dir / "emulator.json"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"emulator exited with {self.proc.returncode}:\n"
+                                   + self.log_path.read_text(errors="replace")[-4000:])
+            if info_path.exists():
+                try:
+                    info = json.loads(info_path.read_text())
+                except ValueError:
+                    info = {}
+                if info.get("pid") == self.proc.pid:
+                    self.info = info
+                    break
+            time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError("emulator did not become ready in time")
+        self.admin_token = (self.data_dir / "admin.token").read_text().strip()
+        self.admin = Api(self.info, self.admin_token)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.proc = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    # ---- users and faults ----------------------------------------------------------------
+    def api(self, token: str | None = None) -> Api:
+        return Api(self.info, token)
+
+    def new_user(self, name: str | None = None, certified: bool = True,
+                 scopes: list[str] | None = None) -> TestUser:
+        name = name or f"user{next(_names)}x{time.time_ns() % 10**9}"
+        body = {"userName": name, "certified": certified}
+        if scopes is not None:
+            body["scopes"] = scopes
+        data = self.admin.ok(self.admin.post("/users", body, prefix="admin"), 201)
+        return TestUser(data["id"], name, data["accessToken"], Api(self.info, data["accessToken"]))
+
+    def set_faults(self, **faults) -> dict:
+        return self.admin.ok(self.admin.put("/faults", faults, prefix="admin"), 200)
+
+    def reset_faults(self) -> None:
+        self.admin.ok(self.admin.delete("/faults", prefix="admin"), 204)
+
+    def s3_client(self, creds: dict | None = None):
+        """boto3 S3 client at the emulator's S3 endpoint, with Synapse STS credentials."""
+        kw = {}
+        if creds:
+            kw = dict(aws_access_key_id=creds["accessKeyId"],
+                      aws_secret_access_key=creds["secretAccessKey"],
+                      aws_session_token=creds["sessionToken"])
+        return boto3.client("s3", endpoint_url=self.info["s3Endpoint"], region_name="us-east-1",
+                            config=botocore.config.Config(s3={"addressing_style": "path"},
+                                                          retries={"max_attempts": 1}), **kw)
