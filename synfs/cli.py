@@ -1,6 +1,7 @@
 """Command line of synfs: argument parsing, exit codes and one-line user-facing errors.
 
-Subcommands so far: ``emulator serve``, ``emulator add-user`` and ``demo``.
+Subcommands: ``mount``, ``unmount`` (in ``synfs.mountcmd``), ``emulator serve``,
+``emulator add-user`` and ``demo``.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--uncertified", action="store_true", help="user is not certified")
     add.add_argument("--admin", action="store_true", help="emulator admin (fault injection)")
 
+    from synfs.mountcmd import add_mount_parser
+
+    add_mount_parser(sub)
+
     demo = sub.add_parser("demo", help="start emulator + S3, seed a sample project (and mount it)",
                           epilog=EPILOG_DEMO, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--data-dir", type=Path, help="state directory (default: a fresh temp dir)")
@@ -69,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "emulator":
             return _emulator(args)
+        if args.command == "mount":
+            from synfs.mountcmd import run_mount
+
+            return run_mount(args)
+        if args.command == "unmount":
+            from synfs.mountcmd import run_unmount
+
+            return run_unmount(args)
         if args.command == "demo":
             from synfs.demo import run_demo
 

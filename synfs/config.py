@@ -1,0 +1,87 @@
+"""The mount's configuration: a frozen dataclass, parsed and validated without I/O to Synapse.
+
+Exit codes used by the CLI live here too, so that every command documents the same values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+PRODUCTION = {
+    "repoEndpoint": "https://repo-prod.prod.sagebase.org/repo/v1",
+    "fileHandleEndpoint": "https://file-prod.prod.sagebase.org/file/v1",
+    "authEndpoint": "https://auth-prod.prod.sagebase.org/auth/v1",
+}
+
+# Exit codes (documented in docs/configuration.md).
+EXIT_OK = 0
+EXIT_FAILED = 1          # the mount failed for another reason (see the message / log)
+EXIT_USAGE = 2           # bad command line
+EXIT_AUTH = 3            # no token, or Synapse rejected it
+EXIT_NOT_FOUND = 4       # the Synapse id does not exist, is in the trash, or is not readable
+EXIT_NOT_CONTAINER = 5   # the id is a File (or another non-folder entity)
+EXIT_MOUNTPOINT = 6      # mount point missing or not a directory
+EXIT_BUSY = 7            # mount point already a mount
+EXIT_UNAVAILABLE = 8     # Synapse could not be reached
+
+
+class ConfigError(ValueError):
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def parse_mode(text: str, what: str) -> int:
+    try:
+        value = int(text, 8)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be an octal mode such as 0444, not {text!r}") from None
+    if not 0 <= value <= 0o7777:
+        raise ConfigError(f"{what} {text!r} is out of range")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    root_id: int
+    mountpoint: Path
+    token: str = dataclasses.field(repr=False)
+    token_source: str = ""
+    repo_endpoint: str = PRODUCTION["repoEndpoint"]
+    file_endpoint: str = PRODUCTION["fileHandleEndpoint"]
+    auth_endpoint: str = PRODUCTION["authEndpoint"]
+    s3_endpoint: str | None = None        # None: AWS S3 (production)
+    read_only: bool = True
+    allow_other: bool = False
+    uid: int = dataclasses.field(default_factory=os.getuid)
+    gid: int = dataclasses.field(default_factory=os.getgid)
+    file_mode: int = 0o444
+    dir_mode: int = 0o555
+    metadata_ttl: float = 60.0
+    negative_ttl: float = 5.0
+    retry_budget_s: float = 30.0
+    fuse_options: tuple[str, ...] = ()
+    foreground: bool = False
+    log_level: str = "WARNING"
+    log_file: Path | None = None
+
+    def __post_init__(self):
+        if self.metadata_ttl < 0:
+            raise ConfigError("--metadata-ttl must be >= 0 seconds")
+        if self.retry_budget_s <= 0:
+            raise ConfigError("--retry-budget must be > 0 seconds")
+
+    def fuse_option_set(self) -> set[str]:
+        opts = {"fsname=synfs", "subtype=synfs", "default_permissions", "ro", "noatime"}
+        if self.allow_other:
+            opts.add("allow_other")
+        for item in self.fuse_options:
+            for opt in item.split(","):
+                opt = opt.strip()
+                if opt == "rw":
+                    raise ConfigError("-o rw: this mount is read-only")
+                if opt:
+                    opts.add(opt)
+        return opts

@@ -1,0 +1,138 @@
+"""Composition root and lifecycle of a mount.
+
+``build`` wires the Synapse client, credential store, S3 and URL readers, the async
+``Remote`` and the filesystem core. ``preflight`` checks everything a user can get wrong
+(mount point, token, the Synapse id) and maps each failure to one clear message and a
+distinct exit code. ``serve`` mounts and runs the trio loop until unmounted or signalled
+(SIGTERM/SIGINT/SIGHUP call ``pyfuse3.terminate()``), then closes FUSE cleanly in ``finally``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+from typing import Callable
+
+import pyfuse3
+import trio
+
+from synfs import errors
+from synfs.config import (EXIT_AUTH, EXIT_BUSY, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_NOT_CONTAINER,
+                          EXIT_NOT_FOUND, EXIT_UNAVAILABLE, Config, ConfigError)
+from synfs.fs import Filesystem, Options
+from synfs.fuse_ops import SynfsOperations
+from synfs.remote import Remote
+from synfs.synapse.models import Entity
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Parts:
+    client: object
+    remote: Remote
+
+
+def build(cfg: Config) -> Parts:
+    from synfs.s3.reader import S3Reader, UrlReader
+    from synfs.synapse.client import Endpoints, SynapseClient
+    from synfs.synapse.credentials import CredentialStore
+
+    client = SynapseClient(Endpoints(repo=cfg.repo_endpoint, file=cfg.file_endpoint,
+                                     auth=cfg.auth_endpoint), cfg.token,
+                           retry_budget_s=cfg.retry_budget_s)
+    creds = CredentialStore(client)
+    s3 = S3Reader(cfg.s3_endpoint, creds, retry_budget_s=cfg.retry_budget_s)
+    urls = UrlReader(retry_budget_s=cfg.retry_budget_s)
+    return Parts(client=client, remote=Remote(client, s3, urls))
+
+
+def check_mountpoint(cfg: Config) -> None:
+    mnt = cfg.mountpoint
+    if os.path.ismount(mnt):
+        raise ConfigError(f"{mnt} is already a mount point (unmount it first: "
+                          f"synfs unmount {mnt})", EXIT_BUSY)
+    try:
+        os.stat(mnt)
+    except OSError as exc:
+        if exc.errno == 107:  # ENOTCONN: a dead FUSE mount left behind
+            raise ConfigError(f"{mnt} is a dead mount (transport endpoint is not connected); "
+                              f"recover with: synfs unmount --lazy {mnt}", EXIT_BUSY) from None
+        raise ConfigError(f"mount point {mnt} does not exist", EXIT_MOUNTPOINT) from None
+    if not mnt.is_dir():
+        raise ConfigError(f"mount point {mnt} is not a directory", EXIT_MOUNTPOINT)
+
+
+def preflight(cfg: Config, client) -> Entity:
+    """Validate mount point, token and root entity; return the root entity."""
+    check_mountpoint(cfg)
+    try:
+        client.user_profile()
+    except errors.AuthenticationFailed:
+        raise ConfigError(f"Synapse rejected the token from {cfg.token_source} "
+                          "(invalid or expired)", EXIT_AUTH) from None
+    except errors.Unavailable as exc:
+        raise ConfigError(f"cannot reach Synapse at {cfg.repo_endpoint}: {exc}",
+                          EXIT_UNAVAILABLE) from None
+    try:
+        root = client.get_entity(cfg.root_id)
+    except errors.NotFound:
+        raise ConfigError(f"syn{cfg.root_id} does not exist (or is in the trash)",
+                          EXIT_NOT_FOUND) from None
+    except errors.PermissionDenied:
+        raise ConfigError(f"no READ access to syn{cfg.root_id}", EXIT_NOT_FOUND) from None
+    except errors.Unavailable as exc:
+        raise ConfigError(f"cannot reach Synapse: {exc}", EXIT_UNAVAILABLE) from None
+    if not root.kind.is_container:
+        raise ConfigError(f"syn{cfg.root_id} ({root.name}) is a {root.kind.value}, not a "
+                          "Project or Folder; mount its parent folder instead",
+                          EXIT_NOT_CONTAINER)
+    return root
+
+
+def make_filesystem(cfg: Config, remote, root: Entity) -> Filesystem:
+    return Filesystem(remote, root.id, Options(
+        metadata_ttl=cfg.metadata_ttl, negative_ttl=cfg.negative_ttl, uid=cfg.uid, gid=cfg.gid,
+        file_mode=cfg.file_mode, dir_mode=cfg.dir_mode))
+
+
+def serve(cfg: Config, parts: Parts, root: Entity,
+          on_ready: Callable[[], None] = lambda: None) -> int:
+    fs = make_filesystem(cfg, parts.remote, root)
+    ops = SynfsOperations(fs, entry_timeout=cfg.metadata_ttl, attr_timeout=cfg.metadata_ttl)
+    try:
+        pyfuse3.init(ops, str(cfg.mountpoint), cfg.fuse_option_set())
+    except RuntimeError as exc:
+        raise ConfigError(f"FUSE mount of {cfg.mountpoint} failed: {exc} (is /dev/fuse "
+                          "usable and fusermount3 installed?)", EXIT_FAILED) from None
+    log.info("mounted syn%d (%s) on %s", root.id, root.name, cfg.mountpoint)
+    try:
+        trio.run(_main, cfg, on_ready)
+    finally:
+        pyfuse3.close(unmount=True)
+        log.info("unmounted %s", cfg.mountpoint)
+    return 0
+
+
+async def _main(cfg: Config, on_ready: Callable[[], None]) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch_signals)
+        nursery.start_soon(_announce_ready, cfg, on_ready)
+        await pyfuse3.main()
+        nursery.cancel_scope.cancel()
+
+
+async def _watch_signals() -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.info("signal %d: unmounting", signum)
+            pyfuse3.terminate()
+            return
+
+
+async def _announce_ready(cfg: Config, on_ready: Callable[[], None]) -> None:
+    """Report readiness only once the mount answers a stat through our own loop."""
+    await trio.to_thread.run_sync(os.stat, cfg.mountpoint)
+    on_ready()

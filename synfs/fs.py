@@ -1,0 +1,276 @@
+"""The filesystem core: Synapse entities as a directory tree, async, owned by the trio thread.
+
+It knows nothing of FUSE: it takes and returns plain values (``Attr``, ``str`` names, ints)
+and raises ``synfs.errors`` exceptions. ``synfs.fuse_ops`` translates to and from pyfuse3.
+
+Identity: inode numbers are the numeric Synapse ids (stable across remounts); the mount's
+root entity is inode 1. Projects and Folders are directories, FileEntities regular files;
+other entity types (tables, views, links, datasets, ...) are not shown.
+Metadata is cached with the metadata TTL, negative lookups with a short TTL, and concurrent
+fetches of one entity or listing share one REST call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import stat
+import time
+from typing import Callable
+
+import trio
+
+from synfs import errors
+from synfs.cache import SingleFlight, TTLCache
+from synfs.files import OpenFile, ReadaheadPolicy
+from synfs.synapse.models import ChildHeader, Entity, Kind
+
+log = logging.getLogger(__name__)
+
+ROOT_INO = 1
+XATTR_PREFIX = "user.synapse."
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    metadata_ttl: float = 60.0
+    negative_ttl: float = 5.0
+    uid: int = 0
+    gid: int = 0
+    file_mode: int = 0o444
+    dir_mode: int = 0o555
+    cache_entries: int = 100_000
+    readdir_batch: int = 32
+    readahead: ReadaheadPolicy = ReadaheadPolicy()
+
+
+@dataclasses.dataclass(frozen=True)
+class Attr:
+    ino: int
+    is_dir: bool
+    size: int
+    mtime: float
+    ctime: float
+    mode: int
+    uid: int
+    gid: int
+    nlink: int = 1
+    blksize: int = 1024 * 1024
+
+
+@dataclasses.dataclass
+class DirHandle:
+    ino: int
+    entries: list[ChildHeader]
+
+
+class Filesystem:
+    def __init__(self, remote, root_id: int, options: Options = Options(),
+                 clock: Callable[[], float] = time.monotonic):
+        self.remote = remote
+        self.root_id = root_id
+        self.opts = options
+        self.clock = clock
+        self._entities: TTLCache[int, Entity] = TTLCache(options.cache_entries,
+                                                          options.metadata_ttl, clock)
+        self._listings: TTLCache[int, dict[str, ChildHeader]] = TTLCache(
+            max(16, options.cache_entries // 100), options.metadata_ttl, clock)
+        self._negative: TTLCache[tuple[int, str], bool] = TTLCache(10_000, options.negative_ttl,
+                                                                  clock)
+        self._entity_flight: SingleFlight[int, Entity] = SingleFlight()
+        self._listing_flight: SingleFlight[int, dict] = SingleFlight()
+        self.lookups: dict[int, int] = {}
+        self._dirs: dict[int, DirHandle] = {}
+        self._files: dict[int, OpenFile] = {}
+        self._next_fh = 1
+        self._last_handle: TTLCache[int, int] = TTLCache(options.cache_entries, 24 * 3600, clock)
+
+    # ---- ids -----------------------------------------------------------------------------
+    def entity_id(self, ino: int) -> int:
+        return self.root_id if ino == ROOT_INO else ino
+
+    def ino_of(self, entity_id: int) -> int:
+        return ROOT_INO if entity_id == self.root_id else entity_id
+
+    # ---- remote access with caches ---------------------------------------------------------
+    async def entity(self, entity_id: int, fresh: bool = False) -> Entity:
+        if not fresh:
+            cached = self._entities.get(entity_id)
+            if cached is not None:
+                return cached
+
+        async def fetch() -> Entity:
+            ent = await self.remote.get_entity(entity_id)
+            self._entities.set(entity_id, ent)
+            return ent
+
+        return await self._entity_flight.do(entity_id, fetch)
+
+    async def listing(self, entity_id: int) -> dict[str, ChildHeader]:
+        cached = self._listings.get(entity_id)
+        if cached is not None:
+            return cached
+
+        async def fetch() -> dict[str, ChildHeader]:
+            children = await self.remote.list_children(entity_id)
+            shown = {}
+            for child in children:
+                if child.kind not in (Kind.PROJECT, Kind.FOLDER, Kind.FILE):
+                    continue
+                if child.id == ROOT_INO:  # cannot collide with the root inode
+                    log.warning("skipping entity syn%d: id reserved for the mount root", child.id)
+                    continue
+                shown[child.name] = child
+            self._listings.set(entity_id, shown)
+            return shown
+
+        return await self._listing_flight.do(entity_id, fetch)
+
+    # ---- attributes ----------------------------------------------------------------------
+    def attr_of(self, ent: Entity) -> Attr:
+        ino = self.ino_of(ent.id)
+        if ent.kind.is_container:
+            return Attr(ino=ino, is_dir=True, size=0, mtime=ent.modified_on,
+                        ctime=ent.modified_on, mode=stat.S_IFDIR | self.opts.dir_mode,
+                        uid=self.opts.uid, gid=self.opts.gid, nlink=2)
+        size = ent.file_handle.size if ent.file_handle is not None else 0
+        return Attr(ino=ino, is_dir=False, size=size, mtime=ent.modified_on,
+                    ctime=ent.modified_on, mode=stat.S_IFREG | self.opts.file_mode,
+                    uid=self.opts.uid, gid=self.opts.gid)
+
+    async def getattr(self, ino: int) -> Attr:
+        ent = await self.entity(self.entity_id(ino))
+        if ent.kind not in (Kind.PROJECT, Kind.FOLDER, Kind.FILE):
+            raise errors.NotFound(f"syn{ent.id} is a {ent.kind.value}, not shown")
+        return self.attr_of(ent)
+
+    async def lookup(self, parent_ino: int, name: str) -> Attr:
+        parent_id = self.entity_id(parent_ino)
+        if name in (".", ".."):
+            raise errors.NotFound("dot entries are answered by the kernel")
+        if (parent_id, name) in self._negative:
+            raise errors.NotFound(f"{name!r} not in syn{parent_id} (cached)")
+        parent = await self.entity(parent_id)
+        if not parent.kind.is_container:
+            raise errors.NotADirectory(f"syn{parent_id} is not a folder")
+        children = await self.listing(parent_id)
+        child = children.get(name)
+        if child is None:
+            self._negative.set((parent_id, name), True)
+            raise errors.NotFound(f"{name!r} not in syn{parent_id}")
+        try:
+            ent = await self.entity(child.id)
+        except errors.NotFound:
+            self._listings.pop(parent_id)
+            raise
+        return self.attr_of(ent)
+
+    # ---- kernel lookup counts ------------------------------------------------------------
+    def remember(self, ino: int) -> None:
+        self.lookups[ino] = self.lookups.get(ino, 0) + 1
+
+    def forget(self, inodes: list[tuple[int, int]]) -> None:
+        for ino, count in inodes:
+            left = self.lookups.get(ino, 0) - count
+            if left > 0:
+                self.lookups[ino] = left
+            else:
+                self.lookups.pop(ino, None)
+
+    # ---- directories ---------------------------------------------------------------------
+    def _new_fh(self) -> int:
+        fh = self._next_fh
+        self._next_fh += 1
+        return fh
+
+    async def opendir(self, ino: int) -> int:
+        ent = await self.entity(self.entity_id(ino))
+        if not ent.kind.is_container:
+            raise errors.NotADirectory(f"syn{ent.id} is not a folder")
+        children = await self.listing(ent.id)
+        fh = self._new_fh()
+        self._dirs[fh] = DirHandle(ino, sorted(children.values(), key=lambda c: c.name.encode()))
+        return fh
+
+    async def readdir(self, fh: int, start: int) -> list[tuple[int, str, Attr]]:
+        """Up to ``readdir_batch`` entries from offset ``start``: (next offset, name, attr).
+
+        Offsets index the listing snapshot taken at opendir, so paging is stable even when
+        the folder changes meanwhile. File sizes need each file's entity; those are fetched
+        concurrently (bounded by the Synapse limiter)."""
+        handle = self._dirs.get(fh)
+        if handle is None:
+            raise errors.SynfsError("unknown directory handle")
+        batch = handle.entries[start:start + self.opts.readdir_batch]
+        results: dict[int, Attr | None] = {}
+
+        async def one(idx: int, child: ChildHeader) -> None:
+            try:
+                results[idx] = self.attr_of(await self.entity(child.id))
+            except errors.NotFound:
+                results[idx] = None  # vanished since the listing: skip it
+
+        async with trio.open_nursery() as nursery:
+            for i, child in enumerate(batch):
+                if self._entities.get(child.id) is not None:
+                    results[i] = self.attr_of(self._entities.get(child.id))
+                else:
+                    nursery.start_soon(one, i, child)
+        out = []
+        for i, child in enumerate(batch):
+            if results.get(i) is not None:
+                out.append((start + i + 1, child.name, results[i]))
+        if not out and batch:  # every entry in this batch vanished: continue past it
+            return await self.readdir(fh, start + len(batch))
+        return out
+
+    def releasedir(self, fh: int) -> None:
+        self._dirs.pop(fh, None)
+
+    # ---- files ---------------------------------------------------------------------------
+    async def open(self, ino: int, writable: bool) -> tuple[int, bool]:
+        """Open a file for reading; returns (fh, keep_cache)."""
+        if writable:
+            raise errors.ReadOnly("this mount is read-only")
+        ent = await self.entity(self.entity_id(ino))
+        if ent.kind.is_container:
+            raise errors.IsADirectory(f"syn{ent.id} is a folder")
+        if ent.unmet_access_requirement:
+            raise errors.PermissionDenied(
+                f"syn{ent.id} ({ent.name}): an access requirement is not met; accept its "
+                "terms on synapse.org first", entity=f"syn{ent.id}")
+        if not ent.can_download or ent.file_handle is None:
+            raise errors.PermissionDenied(
+                f"syn{ent.id} ({ent.name}): no DOWNLOAD permission", entity=f"syn{ent.id}")
+        fh = self._new_fh()
+        self._files[fh] = OpenFile(ent, self.remote, self.opts.readahead)
+        keep = self._last_handle.get(ino) == ent.file_handle.id
+        self._last_handle.set(ino, ent.file_handle.id)
+        return fh, keep
+
+    async def read(self, fh: int, offset: int, size: int) -> bytes:
+        handle = self._files.get(fh)
+        if handle is None:
+            raise errors.SynfsError("unknown file handle")
+        return await handle.read(offset, size)
+
+    def release(self, fh: int) -> None:
+        self._files.pop(fh, None)
+
+    # ---- extended attributes -------------------------------------------------------------
+    async def xattrs(self, ino: int) -> dict[str, str]:
+        ent = await self.entity(self.entity_id(ino))
+        out = {XATTR_PREFIX + "id": f"syn{ent.id}", XATTR_PREFIX + "etag": ent.etag}
+        if ent.version is not None and ent.kind is Kind.FILE:
+            out[XATTR_PREFIX + "version"] = str(ent.version)
+        if ent.file_handle is not None:
+            out[XATTR_PREFIX + "file_handle_id"] = str(ent.file_handle.id)
+            if ent.file_handle.md5:
+                out[XATTR_PREFIX + "md5"] = ent.file_handle.md5
+        return out
+
+    async def getxattr(self, ino: int, name: str) -> str:
+        values = await self.xattrs(ino)
+        if name not in values:
+            raise errors.NoAttribute(f"no attribute {name}")
+        return values[name]

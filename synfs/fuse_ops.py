@@ -1,0 +1,152 @@
+"""pyfuse3 ``Operations`` for synfs: translation only.
+
+Bytes names become ``str`` (UTF-8, surrogateescape), core ``Attr`` values become
+``EntryAttributes``, core exceptions become ``FUSEError`` through one boundary
+(``synfs.errors.to_errno``). No handler lets any other exception escape; ``forget`` and
+``release`` never raise. No requests or boto3 here.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+
+import pyfuse3
+
+from synfs.errors import to_errno
+from synfs.fs import Attr, Filesystem
+
+log = logging.getLogger(__name__)
+
+_NS = 1_000_000_000
+
+
+def boundary(fn):
+    """Turn any exception from the core into a FUSEError with the right errno."""
+
+    @functools.wraps(fn)
+    async def wrapper(self, *args):
+        try:
+            return await fn(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the single error boundary
+            raise pyfuse3.FUSEError(to_errno(exc)) from None
+
+    return wrapper
+
+
+def decode(name: bytes) -> str:
+    return os.fsdecode(name)
+
+
+class SynfsOperations(pyfuse3.Operations):
+    supports_dot_lookup = False
+    enable_writeback_cache = False
+
+    def __init__(self, fs: Filesystem, entry_timeout: float, attr_timeout: float):
+        super().__init__()
+        self.fs = fs
+        self.entry_timeout = entry_timeout
+        self.attr_timeout = attr_timeout
+
+    def entry(self, attr: Attr) -> pyfuse3.EntryAttributes:
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = attr.ino
+        e.generation = 0
+        e.entry_timeout = self.entry_timeout
+        e.attr_timeout = self.attr_timeout
+        e.st_mode = attr.mode
+        e.st_nlink = attr.nlink
+        e.st_uid = attr.uid
+        e.st_gid = attr.gid
+        e.st_rdev = 0
+        e.st_size = attr.size
+        e.st_blksize = attr.blksize
+        e.st_blocks = (attr.size + 511) // 512
+        e.st_atime_ns = int(attr.mtime * _NS)
+        e.st_mtime_ns = int(attr.mtime * _NS)
+        e.st_ctime_ns = int(attr.ctime * _NS)
+        return e
+
+    @boundary
+    async def lookup(self, parent_inode, name, ctx=None):
+        attr = await self.fs.lookup(parent_inode, decode(name))
+        self.fs.remember(attr.ino)
+        return self.entry(attr)
+
+    @boundary
+    async def getattr(self, inode, ctx=None):
+        return self.entry(await self.fs.getattr(inode))
+
+    async def forget(self, inode_list):
+        try:
+            self.fs.forget(list(inode_list))
+        except Exception:  # noqa: BLE001 - forget must never raise
+            log.exception("forget failed")
+
+    @boundary
+    async def opendir(self, inode, ctx):
+        return await self.fs.opendir(inode)
+
+    @boundary
+    async def readdir(self, fh, start_id, token):
+        offset = start_id
+        while True:
+            batch = await self.fs.readdir(fh, offset)
+            if not batch:
+                return
+            for next_offset, name, attr in batch:
+                if not pyfuse3.readdir_reply(token, os.fsencode(name), self.entry(attr),
+                                             next_offset):
+                    return
+                self.fs.remember(attr.ino)
+                offset = next_offset
+
+    async def releasedir(self, fh):
+        try:
+            self.fs.releasedir(fh)
+        except Exception:  # noqa: BLE001
+            log.exception("releasedir failed")
+
+    @boundary
+    async def open(self, inode, flags, ctx):
+        writable = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND))
+        fh, keep_cache = await self.fs.open(inode, writable)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache)
+
+    @boundary
+    async def read(self, fh, off, size):
+        return await self.fs.read(fh, off, size)
+
+    async def release(self, fh):
+        try:
+            self.fs.release(fh)
+        except Exception:  # noqa: BLE001 - release must never raise
+            log.exception("release failed")
+
+    @boundary
+    async def statfs(self, ctx):
+        st = pyfuse3.StatvfsData()
+        st.f_bsize = 1024 * 1024
+        st.f_frsize = 1024 * 1024
+        st.f_blocks = st.f_bfree = st.f_bavail = 0
+        st.f_files = st.f_ffree = st.f_favail = 0
+        st.f_namemax = 255
+        return st
+
+    @boundary
+    async def getxattr(self, inode, name, ctx):
+        return (await self.fs.getxattr(inode, decode(name))).encode()
+
+    @boundary
+    async def listxattr(self, inode, ctx):
+        return [name.encode() for name in await self.fs.xattrs(inode)]
+
+    @boundary
+    async def access(self, inode, mode, ctx):
+        if mode & os.W_OK:
+            raise pyfuse3.FUSEError(errno.EROFS)
+        await self.fs.getattr(inode)

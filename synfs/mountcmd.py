@@ -1,0 +1,221 @@
+"""``synfs mount`` and ``synfs unmount``: arguments to ``Config``, foreground and background runs.
+
+Without ``-f`` the command validates everything in the calling process (so errors come back
+as one line and an exit code), then starts a detached daemon (``synfs mount -f`` with the
+token handed over a pipe, never on a command line or in the environment) and returns once
+that daemon reports that the mount answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from synfs import auth
+from synfs.config import (EXIT_AUTH, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_OK, PRODUCTION,
+                          Config, ConfigError, parse_mode)
+from synfs.synapse.models import parse_id
+
+MOUNT_EPILOG = """examples:
+  synfs mount syn12345 /mnt/synapse                 # token from ~/.synapseConfig or SYNAPSE_AUTH_TOKEN
+  synfs mount syn12345 /mnt/synapse --token-file ~/.synapse-token --metadata-ttl 300
+  synfs mount syn12345 /mnt/synapse -f --log-level INFO      # stay in the foreground
+  synfs mount syn12345 /mnt/synapse --allow-other --uid 1000 --gid 1000
+  synfs unmount /mnt/synapse                        # add --lazy for a dead mount
+
+exit codes: 0 mounted, 1 mount failed, 2 usage, 3 token missing or rejected,
+  4 id not found / not readable, 5 id is not a Project or Folder,
+  6 mount point missing or not a directory, 7 mount point busy, 8 Synapse unreachable
+"""
+
+
+def add_mount_parser(sub) -> None:
+    p = sub.add_parser("mount", help="mount a Synapse Project or Folder",
+                       epilog=MOUNT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("syn_id", help="the Project or Folder to mount, e.g. syn12345")
+    p.add_argument("mountpoint", type=Path)
+    p.add_argument("-f", "--foreground", action="store_true", help="do not detach")
+    p.add_argument("--token-file", type=Path, help="file holding the Synapse access token")
+    p.add_argument("--config", type=Path, help="synapseclient config file (~/.synapseConfig)")
+    p.add_argument("--profile", help="profile in the config file (default: SYNAPSE_PROFILE or default)")
+    p.add_argument("--repo-endpoint", help=f"default {PRODUCTION['repoEndpoint']}")
+    p.add_argument("--file-endpoint", help=f"default {PRODUCTION['fileHandleEndpoint']}")
+    p.add_argument("--auth-endpoint", help=f"default {PRODUCTION['authEndpoint']}")
+    p.add_argument("--s3-endpoint", help="S3 endpoint URL (default: AWS)")
+    p.add_argument("--read-only", action="store_true", default=True,
+                   help="never write (the only mode for now)")
+    p.add_argument("--allow-other", action="store_true",
+                   help="let other users use the mount (needs user_allow_other in /etc/fuse.conf)")
+    p.add_argument("--uid", type=int, help="owner of all files (default: you)")
+    p.add_argument("--gid", type=int, help="group of all files (default: your group)")
+    p.add_argument("--file-mode", default="0444", help="permission bits of files (octal)")
+    p.add_argument("--dir-mode", default="0555", help="permission bits of directories (octal)")
+    p.add_argument("--metadata-ttl", type=float, default=60.0,
+                   help="seconds to trust cached names and attributes (default 60)")
+    p.add_argument("--retry-budget", type=float, default=30.0,
+                   help="seconds to keep retrying Synapse/S3 before answering EIO (default 30)")
+    p.add_argument("-o", dest="fuse_options", action="append", default=[],
+                   help="extra FUSE mount options, comma separated")
+    p.add_argument("--log-level", default=argparse.SUPPRESS,
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default WARNING")
+    p.add_argument("--log-file", type=Path, help="log here (default: stderr; syslog when detached)")
+    p.add_argument("--token-stdin", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+
+    u = sub.add_parser("unmount", help="unmount a synfs mount",
+                       epilog="examples:\n  synfs unmount /mnt/synapse\n"
+                              "  synfs unmount --lazy /mnt/synapse   # a dead mount\n",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    u.add_argument("mountpoint", type=Path)
+    u.add_argument("--lazy", action="store_true", help="detach now, clean up when no longer busy")
+
+
+def config_from_args(args, token: auth.FoundToken) -> Config:
+    try:
+        root_id = parse_id(args.syn_id)
+    except ValueError:
+        raise ConfigError(f"{args.syn_id!r} is not a Synapse id (expected e.g. syn12345)") from None
+    from_cfg = auth.endpoints_from_config(args.config)
+    return Config(
+        root_id=root_id, mountpoint=args.mountpoint.expanduser().absolute(), token=token.token,
+        token_source=token.source,
+        repo_endpoint=args.repo_endpoint or from_cfg.get("repoEndpoint", PRODUCTION["repoEndpoint"]),
+        file_endpoint=args.file_endpoint or from_cfg.get("fileHandleEndpoint",
+                                                         PRODUCTION["fileHandleEndpoint"]),
+        auth_endpoint=args.auth_endpoint or from_cfg.get("authEndpoint", PRODUCTION["authEndpoint"]),
+        s3_endpoint=args.s3_endpoint, allow_other=args.allow_other,
+        uid=os.getuid() if args.uid is None else args.uid,
+        gid=os.getgid() if args.gid is None else args.gid,
+        file_mode=parse_mode(args.file_mode, "--file-mode"),
+        dir_mode=parse_mode(args.dir_mode, "--dir-mode"),
+        metadata_ttl=args.metadata_ttl, retry_budget_s=args.retry_budget,
+        fuse_options=tuple(args.fuse_options), foreground=args.foreground,
+        log_level=args.log_level, log_file=args.log_file)
+
+
+def setup_logging(cfg: Config, detached: bool) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    if cfg.log_file:
+        handler = logging.FileHandler(cfg.log_file)
+    elif detached and os.path.exists("/dev/log"):
+        handler = logging.handlers.SysLogHandler("/dev/log")
+        fmt = "synfs[%(process)d]: %(levelname)s %(name)s: %(message)s"
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    root.addHandler(handler)
+    root.setLevel(cfg.log_level)
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def run_mount(args) -> int:
+    from synfs import daemon
+
+    try:
+        if args.token_stdin:
+            token = auth.FoundToken(sys.stdin.readline().strip(), "the parent synfs process")
+        else:
+            token = auth.find_token(args.token_file, args.config, args.profile)
+    except auth.TokenError as exc:
+        return fail(str(exc), EXIT_AUTH)
+    ready_fd = args.ready_fd
+    try:
+        cfg = config_from_args(args, token)
+        if not cfg.foreground:
+            return start_detached(args, cfg)
+        setup_logging(cfg, detached=ready_fd is not None)
+        parts = daemon.build(cfg)
+        root = daemon.preflight(cfg, parts.client)
+
+        def ready() -> None:
+            if ready_fd is not None:
+                os.write(ready_fd, b"READY\n")
+                os.close(ready_fd)
+
+        return daemon.serve(cfg, parts, root, on_ready=ready)
+    except ConfigError as exc:
+        if ready_fd is not None:
+            os.write(ready_fd, f"ERROR {exc.exit_code} {exc}\n".encode())
+        return fail(str(exc), exc.exit_code)
+
+
+def start_detached(args, cfg: Config) -> int:
+    """Validate here, then run ``synfs mount -f`` detached and wait for it to answer."""
+    from synfs import daemon
+
+    parts = daemon.build(cfg)
+    daemon.preflight(cfg, parts.client)
+    read_end, write_end = os.pipe()
+    argv = _child_argv(args, cfg, write_end)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, pass_fds=(write_end,),
+                            start_new_session=True, close_fds=True)
+    os.close(write_end)
+    proc.stdin.write((cfg.token + "\n").encode())
+    proc.stdin.close()
+    with os.fdopen(read_end, "rb") as pipe:
+        line = pipe.readline().decode(errors="replace").strip()
+    if line == "READY":
+        return EXIT_OK
+    if line.startswith("ERROR "):
+        _, code, message = line.split(" ", 2)
+        return fail(message, int(code))
+    rc = proc.wait()
+    return fail(f"the synfs daemon exited ({rc}) before the mount was ready; "
+                "run with -f --log-level DEBUG to see why", EXIT_FAILED)
+
+
+def _child_argv(args, cfg: Config, ready_fd: int) -> list[str]:
+    argv = [sys.executable, "-m", "synfs", "--log-level", cfg.log_level, "mount",
+            f"syn{cfg.root_id}", str(cfg.mountpoint), "-f", "--token-stdin",
+            "--ready-fd", str(ready_fd),
+            "--repo-endpoint", cfg.repo_endpoint, "--file-endpoint", cfg.file_endpoint,
+            "--auth-endpoint", cfg.auth_endpoint,
+            "--uid", str(cfg.uid), "--gid", str(cfg.gid),
+            "--file-mode", oct(cfg.file_mode), "--dir-mode", oct(cfg.dir_mode),
+            "--metadata-ttl", str(cfg.metadata_ttl), "--retry-budget", str(cfg.retry_budget_s)]
+    if cfg.s3_endpoint:
+        argv += ["--s3-endpoint", cfg.s3_endpoint]
+    if cfg.allow_other:
+        argv.append("--allow-other")
+    for opt in cfg.fuse_options:
+        argv += ["-o", opt]
+    if cfg.log_file:
+        argv += ["--log-file", str(cfg.log_file.absolute())]
+    return argv
+
+
+def run_unmount(args) -> int:
+    mnt = args.mountpoint.expanduser().absolute()
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    if tool is None:
+        return fail("fusermount3 not found (apt-get install fuse3)", EXIT_FAILED)
+    if not args.lazy and not os.path.ismount(mnt):
+        try:
+            os.stat(mnt)
+        except OSError as exc:
+            if exc.errno != 107:
+                return fail(f"{mnt} does not exist", EXIT_MOUNTPOINT)
+            return fail(f"{mnt} is a dead mount; use: synfs unmount --lazy {mnt}", EXIT_FAILED)
+        return fail(f"{mnt} is not mounted", EXIT_MOUNTPOINT)
+    cmd = [tool, "-u"] + (["-z"] if args.lazy else []) + [str(mnt)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        msg = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "unmount failed"
+        return fail(f"{msg}" + ("" if args.lazy else " (busy? try --lazy)"), EXIT_FAILED)
+    return EXIT_OK
+
+
+def fail(message: str, code: int) -> int:
+    print(f"synfs: {message}", file=sys.stderr)
+    return code
