@@ -149,15 +149,16 @@ class Seeder:
         return handle["id"]
 
     # ---- the whole project -----------------------------------------------------------
-    def seed(self, previous: dict | None = None, progress=print) -> dict:
+    def seed(self, previous: dict | None = None, progress=print,
+             project_name: str = "synfs demo") -> dict:
         if previous:
             resp = self.http.get(self.info["repoEndpoint"] + f"/entity/{previous['project']}",
                                  timeout=60)
             if resp.status_code == 200:
                 progress("sample project already seeded")
                 return previous
-        progress("creating project 'synfs demo'")
-        project = self.entity("Project", "synfs demo", None)
+        progress(f"creating project {project_name!r}")
+        project = self.entity("Project", project_name, None)
         files: dict[str, str] = {}
         cache: dict = {}
 
@@ -171,7 +172,7 @@ class Seeder:
             files[f"synapse-sts/{path + '/' if path else ''}{name}"] = self.entity(
                 "FileEntity", name, parent, dataFileHandleId=handle)
 
-        bucket, base_key = self.info["externalBucket"], "synfs-demo"
+        bucket, base_key = self.info["externalBucket"], f"synfs-demo-{project}"
         self._owner_txt(bucket, base_key)
         ext, ext_loc = self.sts_folder(project, "external-sts", {
             "concreteType": CT + "project.ExternalS3StorageLocationSetting", "uploadType": "S3",

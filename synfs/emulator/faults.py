@@ -12,7 +12,7 @@ import random
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 CONCURRENT_LIMIT = 3
 FREQUENCY_LIMIT = 600
@@ -47,9 +47,13 @@ class Faults:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d.pop("_lock", None)
-        return d
+        out = {}
+        for f in fields(self):
+            if f.name.startswith("_"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = [asdict(rule) for rule in value] if f.name == "errors" else value
+        return out
 
     def update(self, data: dict) -> None:
         """Replace the fields present in ``data`` (validated); unknown keys are an error."""

@@ -142,9 +142,7 @@ def test_restart_keeps_state(tmp_path):
         u = emu.new_user("persistent")
         project = u.api.project("persisted project")
         folder = u.api.folder(project["id"], "kept folder")
-        s3 = emu.s3_admin_client() if hasattr(emu, "s3_admin_client") else None
-        if s3 is not None:
-            s3.put_object(Bucket=emu.info["externalBucket"], Key="persist/check.txt", Body=b"kept")
+        emu.s3_admin_client().put_object(Bucket=emu.info["externalBucket"], Key="persist/check.txt", Body=b"kept")
     finally:
         emu.stop()
     emu2 = EmulatorProcess(tmp_path / "emu").start()
@@ -154,10 +152,9 @@ def test_restart_keeps_state(tmp_path):
         got = api.ok(api.get(f"/entity/{folder['id']}"), 200)
         assert got["name"] == "kept folder" and got["etag"] == folder["etag"]
         assert got["parentId"] == project["id"]
-        if s3 is not None:
-            obj = emu2.s3_admin_client().get_object(Bucket=emu2.info["externalBucket"],
-                                                    Key="persist/check.txt")
-            assert obj["Body"].read() == b"kept"
+        obj = emu2.s3_admin_client().get_object(Bucket=emu2.info["externalBucket"],
+                                                Key="persist/check.txt")
+        assert obj["Body"].read() == b"kept"
     finally:
         emu2.stop()
     assert "Traceback" not in emu2.log_text()
