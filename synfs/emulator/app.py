@@ -42,6 +42,7 @@ def create_app(state: EmulatorState) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = None
     app.json.sort_keys = False
     app.extensions["synfs"] = state
+    app.url_map.strict_slashes = False  # Synapse answers "/userProfile/" like "/userProfile"
     for name in API_MODULES:
         module = importlib.import_module(f"{__package__}.{name}")
         for blueprint, prefix in module.BLUEPRINTS:

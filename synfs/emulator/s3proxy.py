@@ -10,7 +10,9 @@ the request is re-sent byte-for-byte to weed over a per-connection persistent
   * request bodies are piped in 1 MiB slices: ``Content-Length`` bodies and
     ``Transfer-Encoding: chunked`` bodies (chunk framing copied verbatim, so aws-chunked
     payload signatures stay intact); nothing is buffered whole;
-  * responses are streamed back (``Content-Length`` as-is, otherwise re-chunked).
+  * responses are streamed back (``Content-Length`` as-is, otherwise re-chunked); bodies of
+    4 MiB or more move with ``os.splice`` (socket -> pipe -> socket in the kernel), which
+    keeps a 256 MiB GET through the proxy close to direct speed.
 
 Before forwarding, requests signed with a registered access key whose reported expiration has
 passed get 403 ``ExpiredToken``; requests carrying an STS session token (user traffic) get the
@@ -20,12 +22,15 @@ logs query strings or headers (they hold signatures and session tokens).
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import logging
+import os
 import random
 import re
 import select
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -37,14 +42,12 @@ from xml.sax.saxutils import escape
 log = logging.getLogger(__name__)
 
 BUF = 1 << 20
+SPLICE_MIN = 4 << 20  # bodies this large are relayed with os.splice
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "upgrade", "te", "trailer"}
 STATUS_CODES = {500: ("InternalError", "We encountered an internal error. Please try again."),
-                502: ("BadGateway", "Bad gateway."),
                 503: ("SlowDown", "Please reduce your request rate."),
-                504: ("GatewayTimeout", "Gateway timeout."),
                 429: ("SlowDown", "Please reduce your request rate."),
-                403: ("AccessDenied", "Access Denied"),
-                400: ("BadRequest", "Bad request.")}
+                403: ("AccessDenied", "Access Denied")}
 _CRED_RE = re.compile(r"Credential=([^/,\s]+)/")
 
 
@@ -57,20 +60,30 @@ def s3_error_body(code: str, message: str, resource: str, request_id: str) -> by
 def _faults_value(faults, name: str, default, kind):
     """Read one attribute of the (foreign) faults object defensively."""
     try:
-        value = kind(getattr(faults, name, default) or default)
+        return kind(getattr(faults, name, default) or default)
     except (TypeError, ValueError):
         return default
-    return value
 
 
-def _pipe_exact(src, dst: socket.socket, n: int, buf: memoryview) -> None:
+class _BackendGone(Exception):
+    """weed stopped reading the request body (it may have answered early)."""
+
+
+def _send(dst: socket.socket | None, data) -> None:
+    if dst is not None:
+        try:
+            dst.sendall(data)
+        except OSError as exc:
+            raise _BackendGone() from exc
+
+
+def _pipe_exact(src, dst: socket.socket | None, n: int, buf: memoryview) -> None:
     """Copy exactly ``n`` bytes from the buffered reader ``src`` to socket ``dst`` (None: drop)."""
     while n > 0:
         got = src.readinto(buf[:min(n, len(buf))])
         if not got:
             raise ConnectionError("client closed the connection mid-body")
-        if dst is not None:
-            dst.sendall(buf[:got])
+        _send(dst, buf[:got])
         n -= got
 
 
@@ -80,17 +93,61 @@ def _pipe_chunked(src, dst: socket.socket | None, buf: memoryview) -> None:
         line = src.readline(65537)
         if not line.endswith(b"\n"):
             raise ConnectionError("bad chunk header")
-        if dst is not None:
-            dst.sendall(line)
+        _send(dst, line)
         size = int(line.split(b";", 1)[0].strip() or b"0", 16)
         if size == 0:
             while True:  # trailers, then the empty line
                 trailer = src.readline(65537)
-                if dst is not None:
-                    dst.sendall(trailer)
+                _send(dst, trailer)
                 if trailer in (b"\r\n", b"\n", b""):
                     return
         _pipe_exact(src, dst, size + 2, buf)
+
+
+_F_SETPIPE_SZ = 1031
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_MORE", 4)
+
+
+def _ready(fd: int, for_write: bool, timeout: float) -> bool:
+    """poll(2), not select(2): fds above 1024 are normal with many connections."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT if for_write else select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
+def _wait(fd: int, for_write: bool, timeout: float) -> None:
+    if not _ready(fd, for_write, timeout):
+        raise TimeoutError("socket timed out")
+
+
+def _splice_exact(src: socket.socket, dst: socket.socket, n: int, timeout: float) -> None:
+    """Move n bytes socket->pipe->socket in the kernel (no copies through Python).
+
+    Both sockets have timeouts, i.e. are non-blocking at the OS level: EAGAIN means poll."""
+    r, w = os.pipe()
+    try:
+        try:
+            fcntl.fcntl(w, _F_SETPIPE_SZ, BUF)
+        except OSError:
+            pass
+        sfd, dfd = src.fileno(), dst.fileno()
+        while n > 0:
+            try:
+                got = os.splice(sfd, w, min(n, BUF), flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                _wait(sfd, False, timeout)
+                continue
+            if got == 0:
+                raise ConnectionError("backend closed mid-body")
+            n -= got
+            while got > 0:
+                try:
+                    got -= os.splice(r, dfd, got, flags=_SPLICE_FLAGS)
+                except BlockingIOError:
+                    _wait(dfd, True, timeout)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 class _ProxyServer(ThreadingHTTPServer):
@@ -103,6 +160,12 @@ class _ProxyServer(ThreadingHTTPServer):
         self.open_sockets: set[socket.socket] = set()
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request, client_address):
+        # socketserver's default prints a traceback to stderr; client disconnects are normal.
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            log.warning("s3proxy: request handler failed: %s", type(exc).__name__)
 
     def process_request(self, request, client_address):
         with self.lock:
@@ -124,6 +187,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # Headers and body go out in separate writes: without NODELAY, Nagle plus the
+        # client's delayed ACK adds ~40 ms to every small response.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._backend: http.client.HTTPConnection | None = None
         self._buf = memoryview(bytearray(BUF))
 
@@ -150,9 +216,6 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return super().handle_expect_100()
 
-    def _query(self) -> dict:
-        return parse_qs(urlsplit(self._target()).query)
-
     def _target(self) -> str:
         parts = self.requestline.split(" ")
         return parts[1] if len(parts) >= 2 else self.path
@@ -162,15 +225,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._gated = True
         proxy = self.server.proxy
         query = None
-        access_key = None
-        auth = self.headers.get("Authorization", "")
-        m = _CRED_RE.search(auth)
+        m = _CRED_RE.search(self.headers.get("Authorization", ""))
         if m:
             access_key = m.group(1)
         else:
-            query = self._query()
-            cred = query.get("X-Amz-Credential", [""])[0]
-            access_key = cred.split("/", 1)[0] or None
+            query = parse_qs(urlsplit(self._target()).query)
+            access_key = query.get("X-Amz-Credential", [""])[0].split("/", 1)[0] or None
         if access_key is not None:
             expires = proxy.expiry_of(access_key)
             if expires is not None and datetime.now(timezone.utc) >= expires:
@@ -179,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return True
         has_token = "X-Amz-Security-Token" in self.headers
         if not has_token:
-            query = self._query() if query is None else query
+            query = parse_qs(urlsplit(self._target()).query) if query is None else query
             has_token = "X-Amz-Security-Token" in query
         faults = proxy.faults
         if has_token and faults is not None:
@@ -226,12 +286,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- forwarding -------------------------------------------------------------------------
     def _backend_conn(self) -> http.client.HTTPConnection:
         conn = self._backend
-        if conn is not None and conn.sock is not None:
-            # An idle keep-alive socket that is readable was closed (or spoke out of turn).
-            if select.select([conn.sock], [], [], 0)[0]:
-                conn.close()
-                conn = None
-        elif conn is not None:
+        # An idle keep-alive socket that is readable was closed by weed (or spoke out of turn).
+        if conn is not None and (conn.sock is None or _ready(conn.sock.fileno(), False, 0)):
             conn.close()
             conn = None
         if conn is None:
@@ -247,7 +303,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         length = int(self.headers.get("Content-Length", "0") or 0) if not chunked else 0
-        attempts = 1 if (chunked or length) else 2  # bodiless requests can be replayed
+        # Bodiless idempotent requests may be replayed once on a fresh backend connection.
+        replayable = not (chunked or length) and self.command in ("GET", "HEAD", "DELETE")
+        attempts = 2 if replayable else 1
         for attempt in range(attempts):
             try:
                 conn = self._backend_conn()
@@ -257,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 resp = self._send_to_backend(conn, chunked, length)
                 break
-            except (OSError, http.client.HTTPException, ValueError) as exc:
+            except (OSError, http.client.HTTPException, ValueError, _BackendGone) as exc:
                 conn.close()
                 self._backend = None
                 if attempt + 1 < attempts:
@@ -280,10 +338,14 @@ class _Handler(BaseHTTPRequestHandler):
                 conn.putheader(name, value)
         conn.endheaders()
         self._body_pending = False
-        if chunked:
-            _pipe_chunked(self.rfile, conn.sock, self._buf)
-        elif length:
-            _pipe_exact(self.rfile, conn.sock, length, self._buf)
+        try:
+            if chunked:
+                _pipe_chunked(self.rfile, conn.sock, self._buf)
+            elif length:
+                _pipe_exact(self.rfile, conn.sock, length, self._buf)
+        except _BackendGone:
+            # weed may answer early (e.g. 403) and stop reading: relay its answer if it came.
+            self.close_connection = True
         return conn.getresponse()
 
     def _relay(self, resp: http.client.HTTPResponse) -> None:
@@ -306,6 +368,15 @@ class _Handler(BaseHTTPRequestHandler):
             buf = self._buf
             if not rechunk:
                 remaining = int(content_length)
+                if remaining >= SPLICE_MIN and self.server.proxy.use_splice:
+                    # Bytes already buffered by http.client first, then the rest in-kernel.
+                    buffered = resp.fp.peek(0)[:remaining] if remaining else b""
+                    if buffered:
+                        self.wfile.write(resp.fp.read(len(buffered)))
+                        remaining -= len(buffered)
+                    _splice_exact(self._backend.sock, self.connection, remaining, self.timeout)
+                    resp.length = 0
+                    remaining = 0
                 while remaining > 0:
                     got = resp.readinto(buf[:min(remaining, len(buf))])
                     if not got:
@@ -314,7 +385,7 @@ class _Handler(BaseHTTPRequestHandler):
                     remaining -= got
             else:
                 while True:
-                    data = resp.read1(len(buf)) if hasattr(resp, "read1") else resp.read(BUF)
+                    data = resp.read1(len(buf))
                     if not data:
                         break
                     self.wfile.write(b"%x\r\n" % len(data) + data + b"\r\n")
@@ -336,6 +407,7 @@ class S3Proxy:
     def __init__(self, backend_host: str, backend_port: int, faults=None):
         self.backend = (backend_host, backend_port)
         self.faults = faults
+        self.use_splice = hasattr(os, "splice")
         self._expiry: dict[str, datetime] = {}
         self._lock = threading.Lock()
         self._server: _ProxyServer | None = None

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,15 +50,39 @@ def _weed_binary() -> str:
     return found
 
 
-def _free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (held open together so they cannot repeat)."""
-    socks = []
+def _bind(port: int) -> socket.socket | None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
+        s.bind(("127.0.0.1", port))
+        return s
+    except OSError:
+        s.close()
+        return None
+
+
+def _free_ports() -> dict[str, int]:
+    """A free loopback port for each of weed's listeners (held open together while picking, so
+    none repeats). weed 4.48's plugin worker dials the admin gRPC port at admin.port + 10000
+    whatever -admin.port.grpc says, so the admin pair is picked with that spacing."""
+    socks: list[socket.socket] = []
+    try:
+        ports = {}
+        for flag in s3config.PORT_FLAGS:
+            if flag == "admin.port.grpc":
+                continue
+            while True:
+                s = _bind(0)
+                socks.append(s)
+                port = s.getsockname()[1]
+                if flag != "admin.port":
+                    break
+                pair = _bind(port + 10000) if port + 10000 <= 65535 else None
+                if pair is not None:
+                    socks.append(pair)
+                    ports["admin.port.grpc"] = port + 10000
+                    break
+            ports[flag] = port
+        return ports
     finally:
         for s in socks:
             s.close()
@@ -80,6 +108,9 @@ class S3World:
         self._proxy: S3Proxy | None = None
         self._secrets: s3config.Secrets | None = None
         self._admin = None
+        self._sts = None
+        self._session = None
+        self._lock = threading.Lock()  # boto3 client creation is not thread-safe
         self._expirations: dict[str, datetime] = {}  # kept across stop/start of this object
 
     # -- faults are read live by the proxy ------------------------------------------------
@@ -95,16 +126,19 @@ class S3World:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        if self._proc is not None:
+        if self._proc is not None and self._proc.poll() is None:
             return
+        self.stop()  # weed died under us: clean up before starting again
         config_dir = self.data_dir / "config"
         weed_dir = self.data_dir / "weed"
         weed_dir.mkdir(parents=True, exist_ok=True)
+        self._reap_orphan(weed_dir)
+        self._tidy(weed_dir)
         self._secrets = s3config.Secrets.load_or_create(config_dir / "secrets.json")
         s3_json, iam_json = s3config.write_weed_configs(config_dir, self._secrets, MAX_DURATION_S)
         last_error: Exception | None = None
         for _attempt in range(3):  # a port may be taken between picking and binding it
-            ports = dict(zip(s3config.PORT_FLAGS, _free_ports(len(s3config.PORT_FLAGS))))
+            ports = _free_ports()
             args = s3config.weed_mini_args(_weed_binary(), weed_dir, s3_json, iam_json, ports)
             self.backend_url = f"http://127.0.0.1:{ports['s3.port']}"
             try:
@@ -120,6 +154,37 @@ class S3World:
         self._proxy.start()
         self.endpoint_url = f"http://127.0.0.1:{self._proxy.port}"
         self._admin = None
+        self._sts = None
+
+    def _reap_orphan(self, weed_dir: Path) -> None:
+        """Stop a weed that an earlier, killed S3World on this data dir left running."""
+        pid_file = self.data_dir / "weed.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return
+        if f"-dir={weed_dir}".encode() not in cmdline:
+            return  # the pid was reused by something else
+        log.warning("stopping orphaned weed (pid %d) on %s", pid, weed_dir)
+        try:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                time.sleep(0.1)
+                os.kill(pid, 0)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _tidy(self, weed_dir: Path) -> None:
+        """weed keeps master state in ``m<masterPort>``; with a fresh port per start, old ones
+        are dead weight (the master rebuilds its state from the volume server's heartbeat)."""
+        for old in weed_dir.iterdir():
+            if re.fullmatch(r"m\d+", old.name) and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        log_path = self.data_dir / "weed.log"
+        if log_path.exists() and log_path.stat().st_size > 8 << 20:
+            os.replace(log_path, log_path.with_suffix(".log.1"))
 
     def _spawn_and_wait(self, args: list[str]) -> None:
         log_path = self.data_dir / "weed.log"
@@ -127,7 +192,8 @@ class S3World:
             self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log_fh,
                                           stderr=subprocess.STDOUT, cwd=self.data_dir,
                                           start_new_session=True)
-        client = self._client(self.backend_url)
+        (self.data_dir / "weed.pid").write_text(str(self._proc.pid))
+        client = self._client(self.backend_url, attempts=1)
         deadline = time.monotonic() + START_TIMEOUT_S
         probe = ".s3world-probe"
         while True:
@@ -157,6 +223,7 @@ class S3World:
         if proxy is not None:
             proxy.stop()
         self._admin = None
+        self._sts = None
         self._kill_weed()
         self.endpoint_url = None
 
@@ -170,6 +237,10 @@ class S3World:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+        try:
+            (self.data_dir / "weed.pid").unlink()
+        except OSError:
+            pass
 
     def __enter__(self) -> "S3World":
         self.start()
@@ -180,27 +251,31 @@ class S3World:
 
     # -- clients ---------------------------------------------------------------------------
     def _client(self, endpoint: str, access_key: str | None = None, secret_key: str | None = None,
-                session_token: str | None = None, service: str = "s3"):
+                session_token: str | None = None, service: str = "s3", attempts: int = 3):
         import boto3
         from botocore.config import Config
 
         sec = self._secrets
-        return boto3.client(
-            service, endpoint_url=endpoint, region_name=self.REGION,
-            aws_access_key_id=access_key or sec.admin_access_key,
-            aws_secret_access_key=secret_key or sec.admin_secret_key,
-            aws_session_token=session_token,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                          retries={"max_attempts": 3, "mode": "standard"},
-                          max_pool_connections=32, connect_timeout=10, read_timeout=300))
+        config = Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                        retries={"max_attempts": attempts, "mode": "standard"},
+                        max_pool_connections=32, connect_timeout=10, read_timeout=300)
+        with self._lock:
+            if self._session is None:
+                self._session = boto3.session.Session()
+            return self._session.client(
+                service, endpoint_url=endpoint, region_name=self.REGION, config=config,
+                aws_access_key_id=access_key or sec.admin_access_key,
+                aws_secret_access_key=secret_key or sec.admin_secret_key,
+                aws_session_token=session_token)
 
     def admin_client(self):
         """boto3 S3 client with the emulator's static full-access identity, via the proxy."""
         if self.endpoint_url is None:
             raise RuntimeError("S3World is not started")
-        if self._admin is None:
-            self._admin = self._client(self.endpoint_url)
-        return self._admin
+        admin = self._admin
+        if admin is None:
+            admin = self._admin = self._client(self.endpoint_url)
+        return admin
 
     def user_client(self, creds: dict):
         """boto3 S3 client for credentials returned by ``mint`` (tests, tools)."""
@@ -219,9 +294,11 @@ class S3World:
         if self.backend_url is None or self._proc is None:
             raise RuntimeError("S3World is not started")
         duration = max(MIN_DURATION_S, min(int(duration_s), MAX_DURATION_S))
-        sec = self._secrets
-        sts = self._client(self.backend_url, sec.minter_access_key, sec.minter_secret_key,
-                           service="sts")
+        sts = self._sts
+        if sts is None:
+            sec = self._secrets
+            sts = self._sts = self._client(self.backend_url, sec.minter_access_key,
+                                           sec.minter_secret_key, service="sts")
         resp = sts.assume_role(RoleArn=s3config.ROLE_ARN,
                                RoleSessionName=s3config.role_session_name(session_name),
                                Policy=json.dumps(policy, separators=(",", ":")),
