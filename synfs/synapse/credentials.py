@@ -1,0 +1,139 @@
+"""The STS credential store: one cached set of temporary S3 credentials per storage location.
+
+Owns when ``GET /entity/{id}/sts`` is called. Credentials are scoped to a storage location's
+bucket and baseKey (synapse-api.md §6.1), so they are cached per ``(storage location,
+permission)`` whichever entity of that location asked first. A cached set is reused until less
+than ``min(3600 s, half its original lifetime)`` remains (synapseclient refreshes under 1 h;
+the half rule keeps short test lifetimes working). Concurrent ``get`` calls for the same key
+share one REST call and its outcome (single-flight). ``invalidate`` drops a set S3 rejected,
+but only if it is still the cached one, so a late failure cannot discard fresher credentials.
+
+Blocking and thread-safe (worker threads). Time comes from injectable clocks: ``clock``
+(monotonic, for ages) and ``wall`` (aware UTC datetime, against the reported expiration).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+from typing import Callable
+
+from synfs.synapse.models import StsCredentials
+
+log = logging.getLogger(__name__)
+
+MAX_MARGIN_S = 3600.0
+
+
+@dataclasses.dataclass
+class _Entry:
+    creds: StsCredentials
+    refresh_at: float        # on ``clock``: when to fetch a new set
+    margin: float            # seconds before the reported expiration to fetch a new set
+
+
+class _Flight:
+    """One in-progress fetch that other callers wait on."""
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.creds: StsCredentials | None = None
+        self.error: BaseException | None = None
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class CredentialStore:
+    def __init__(self, client, *, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], dt.datetime] = _utcnow):
+        self.client = client
+        self.clock = clock
+        self.wall = wall
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[int, str], _Entry] = {}
+        self._flights: dict[tuple[int, str], _Flight] = {}
+        self.fetches = 0          # REST calls made (for tests and benchmarks)
+
+    def __repr__(self) -> str:
+        return f"CredentialStore(cached={len(self._cache)}, fetches={self.fetches})"
+
+    def get(self, storage_location_id: int, entity_id: int,
+            permission: str = "read_only") -> StsCredentials:
+        """Fresh-enough credentials for the location; ``entity_id`` is any entity stored
+        there that the caller may download (it names the location in the REST call)."""
+        key = (storage_location_id, permission)
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None and self._fresh(entry):
+                return entry.creds
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return flight.creds
+        try:
+            creds = self._fetch(key, entity_id)
+        except BaseException as exc:
+            flight.error = exc
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+            raise
+        flight.creds = creds
+        with self._lock:
+            self._flights.pop(key, None)
+        flight.done.set()
+        return creds
+
+    def _fetch(self, key: tuple[int, str], entity_id: int) -> StsCredentials:
+        storage_location_id, permission = key
+        with self._lock:
+            self.fetches += 1
+        creds = self.client.sts_credentials(entity_id, permission)
+        now = self.clock()
+        lifetime = creds.remaining(self.wall())
+        margin = min(MAX_MARGIN_S, max(lifetime, 0.0) / 2)
+        entry = _Entry(creds, refresh_at=now + lifetime - margin, margin=margin)
+        with self._lock:
+            self._cache[key] = entry
+        log.debug("STS %s credentials for storage location %d (via syn%d): %.0fs to expiry",
+                  permission, storage_location_id, entity_id, lifetime)
+        return creds
+
+    def _fresh(self, entry: _Entry) -> bool:
+        # Both clocks: the monotonic one ignores wall-clock jumps, the wall one sees time
+        # spent suspended (CLOCK_MONOTONIC stops during suspend).
+        return (self.clock() < entry.refresh_at
+                and entry.creds.remaining(self.wall()) > entry.margin)
+
+    def invalidate(self, storage_location_id: int, permission: str,
+                   creds: StsCredentials) -> bool:
+        """Drop ``creds`` if they are still the cached set (True when dropped)."""
+        key = (storage_location_id, permission)
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None and _same(entry.creds, creds):
+                del self._cache[key]
+                return True
+        return False
+
+    def expired(self, creds: StsCredentials) -> bool:
+        """Has the reported expiration of ``creds`` passed (by the wall clock)?"""
+        return creds.remaining(self.wall()) <= 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+
+def _same(a: StsCredentials, b: StsCredentials) -> bool:
+    return a is b or (a.access_key_id == b.access_key_id and a.session_token == b.session_token)
