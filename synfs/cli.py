@@ -85,7 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from synfs.demo import run_demo
 
-            return run_demo(args.data_dir, args.mountpoint, mount=not args.no_mount)
+            from synfs.demo import DemoError
+
+            try:
+                return run_demo(args.data_dir, args.mountpoint, mount=not args.no_mount)
+            except DemoError as exc:
+                raise UserError(str(exc)) from None
     except KeyboardInterrupt:
         return EXIT_OK
     except UserError as exc:

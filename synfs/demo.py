@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from synfs.demo_seed import Seeder
@@ -43,6 +46,48 @@ def demo_token(server, demo_json: Path) -> str:
     return server.store.issue_token(uid, name="demo")
 
 
+def mount_project(info: dict, token: str, project: str, mnt: Path,
+                  data_dir: Path) -> subprocess.Popen:
+    """Run ``synfs mount -f`` for the sample project; return once the mount answers."""
+    mnt.mkdir(parents=True, exist_ok=True)
+    token_file = data_dir / "demo.token"
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    argv = [sys.executable, "-m", "synfs", "--log-level", "INFO", "mount", project, str(mnt),
+            "-f", "--token-file", str(token_file), "--repo-endpoint", info["repoEndpoint"],
+            "--file-endpoint", info["fileHandleEndpoint"], "--auth-endpoint",
+            info["authEndpoint"], "--s3-endpoint", info["s3Endpoint"],
+            "--log-file", str(data_dir / "mount.log")]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not os.path.ismount(mnt):
+        if proc.poll() is not None:
+            raise DemoError(f"mounting failed: {proc.stderr.read().strip()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise DemoError(f"the mount on {mnt} did not come up within 60 s")
+        time.sleep(0.1)
+    return proc
+
+
+def unmount_project(proc: subprocess.Popen, mnt: Path) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # the daemon unmounts cleanly on SIGTERM
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    if os.path.ismount(mnt):
+        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+
+
+class DemoError(RuntimeError):
+    pass
+
+
 def run_demo(data_dir: Path | None, mountpoint: Path | None, mount: bool = True) -> int:
     data_dir = Path(data_dir or tempfile.mkdtemp(prefix="synfs-demo-")).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -52,6 +97,7 @@ def run_demo(data_dir: Path | None, mountpoint: Path | None, mount: bool = True)
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"synfs demo: starting the Synapse emulator and S3 in {data_dir}", flush=True)
     server = start_world(data_dir)
+    mounted = mnt = None
     try:
         token = demo_token(server, demo_json)
         previous = json.loads(demo_json.read_text()).get("seeded") if demo_json.exists() else None
@@ -68,11 +114,18 @@ def run_demo(data_dir: Path | None, mountpoint: Path | None, mount: bool = True)
         print(f"  repo endpoint: {info['repoEndpoint']}", flush=True)
         print(f"  S3 endpoint:   {info['s3Endpoint']}", flush=True)
         if mount:
-            print("  (mounting arrives with `synfs mount`; running without a mount)", flush=True)
+            mnt = Path(mountpoint or data_dir / "mnt").absolute()
+            mounted = mount_project(info, token, seeded["project"], mnt, data_dir)
+            print(f"synfs demo: mounted the sample project on {mnt}", flush=True)
+            print(f"  try: ls -l '{mnt}'/*  or  md5sum '{mnt}'/plain/hello.txt", flush=True)
         print("synfs demo: running; press Ctrl-C to stop", flush=True)
         while not stop.wait(0.5):
-            pass
+            if mounted is not None and mounted.poll() is not None:
+                print("synfs demo: the mount daemon exited; stopping", flush=True)
+                break
         print("synfs demo: stopping", flush=True)
         return 0
     finally:
+        if mounted is not None:
+            unmount_project(mounted, mnt)
         server.stop()

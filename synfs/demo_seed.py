@@ -4,9 +4,9 @@ Layout (names exercise spaces, parentheses, apostrophes and plus signs)::
 
     synfs demo/                      Project
       synapse-sts/                   Folder, Synapse storage with STS (read-only via STS)
-        empty.txt  README.txt  reads/run 1 (lane+A)/...  big/random-100MiB.bin
+        README.txt  reads/run 1 (lane+A)/...  big/random-100MiB.bin
       external-sts/                  Folder, external bucket with STS (read-write via STS)
-        notes/patient's notes.txt  matrix.csv
+        notes/patient's notes.txt  matrix.csv  empty.txt
       plain/                         Folder, default Synapse storage, no STS
         hello.txt  data/blob-1MiB.bin
 
@@ -40,7 +40,6 @@ def content(name: str, size: int) -> bytes:
 
 # (folder path relative to its STS/plain root, file name, size)
 SYNAPSE_STS_FILES = [
-    ("", "empty.txt", 0),
     ("", "README.txt", 600),
     ("reads/run 1 (lane+A)", "sample_1.fastq", 200_000),
     ("reads/run 1 (lane+A)", "sample_2.fastq", 300_000),
@@ -51,6 +50,7 @@ SYNAPSE_STS_FILES = [
 EXTERNAL_FILES = [
     ("notes", "patient's notes.txt", 1234),
     ("", "matrix.csv", 64 * 1024),
+    ("", "empty.txt", 0),   # Synapse's multipart upload rejects empty files; S3 does not
 ]
 PLAIN_FILES = [
     ("", "hello.txt", 13),

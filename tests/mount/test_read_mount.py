@@ -72,7 +72,7 @@ def test_cp_r_is_byte_identical(project_mount, tmp_path):
 def test_md5sum_matches_content_md5(project_mount, seeded):
     owner, layout = seeded
     for key in ("synapse-sts/big/random-100MiB.bin", "external-sts/matrix.csv",
-                "plain/data/blob-1MiB.bin", "synapse-sts/empty.txt"):
+                "plain/data/blob-1MiB.bin", "external-sts/empty.txt"):
         out = sh("md5sum", str(project_mount.path / key)).split()[0]
         assert out == os.getxattr(project_mount.path / key, "user.synapse.md5").decode()
         bundle = owner.api.ok(owner.api.post(f"/entity/{layout['files'][key]}/bundle2",
@@ -81,7 +81,7 @@ def test_md5sum_matches_content_md5(project_mount, seeded):
 
 
 def test_empty_file_reads_as_empty(project_mount):
-    assert (project_mount.path / "synapse-sts/empty.txt").read_bytes() == b""
+    assert (project_mount.path / "external-sts/empty.txt").read_bytes() == b""
 
 
 def test_random_access_reads(project_mount):
