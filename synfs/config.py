@@ -33,6 +33,23 @@ class ConfigError(ValueError):
         self.exit_code = exit_code
 
 
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str, what: str) -> int:
+    """``512M`` / ``10G`` / ``1048576`` -> bytes (binary units; a trailing ``B``/``iB`` is ok)."""
+    raw = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    unit = raw[-1:] if raw[-1:] in _UNITS and raw[-1:] != "" else ""
+    number = raw[: len(raw) - len(unit)] if unit else raw
+    try:
+        value = float(number)
+    except ValueError:
+        raise ConfigError(f"{what} must be a size such as 512M or 10G, not {text!r}") from None
+    if value < 0:
+        raise ConfigError(f"{what} must not be negative")
+    return int(value * _UNITS[unit])
+
+
 def parse_mode(text: str, what: str) -> int:
     try:
         value = int(text, 8)
@@ -62,6 +79,9 @@ class Config:
     metadata_ttl: float = 60.0
     negative_ttl: float = 5.0
     retry_budget_s: float = 30.0
+    max_memory: int = 512 * 1024 * 1024    # all read buffers (prefetch windows) together
+    cache_dir: Path | None = None          # on-disk data cache and write staging area
+    cache_size: int = 10 * 1024**3         # bytes the cache directory may use
     fuse_options: tuple[str, ...] = ()
     foreground: bool = False
     log_level: str = "WARNING"
@@ -72,6 +92,10 @@ class Config:
             raise ConfigError("--metadata-ttl must be >= 0 seconds")
         if self.retry_budget_s <= 0:
             raise ConfigError("--retry-budget must be > 0 seconds")
+        if self.max_memory < 16 * 1024 * 1024:
+            raise ConfigError("--max-memory must be at least 16M")
+        if self.cache_size < 0:
+            raise ConfigError("--cache-size must be >= 0")
 
     def fuse_option_set(self) -> set[str]:
         opts = {"fsname=synfs", "subtype=synfs", "default_permissions", "ro", "noatime"}

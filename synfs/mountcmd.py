@@ -19,7 +19,7 @@ from pathlib import Path
 
 from synfs import auth
 from synfs.config import (EXIT_AUTH, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_OK, PRODUCTION,
-                          Config, ConfigError, parse_mode)
+                          Config, ConfigError, parse_mode, parse_size)
 from synfs.synapse.models import parse_id
 
 MOUNT_EPILOG = """examples:
@@ -60,6 +60,12 @@ def add_mount_parser(sub) -> None:
                    help="seconds to trust cached names and attributes (default 60)")
     p.add_argument("--retry-budget", type=float, default=30.0,
                    help="seconds to keep retrying Synapse/S3 before answering EIO (default 30)")
+    p.add_argument("--max-memory", default="512M",
+                   help="memory for all read buffers together, e.g. 512M, 2G (default 512M)")
+    p.add_argument("--cache-dir", type=Path,
+                   help="directory for the on-disk data cache and write staging (default: none)")
+    p.add_argument("--cache-size", default="10G",
+                   help="how much the cache directory may hold (default 10G)")
     p.add_argument("-o", dest="fuse_options", action="append", default=[],
                    help="extra FUSE mount options, comma separated")
     p.add_argument("--log-level", default=argparse.SUPPRESS,
@@ -95,6 +101,9 @@ def config_from_args(args, token: auth.FoundToken) -> Config:
         file_mode=parse_mode(args.file_mode, "--file-mode"),
         dir_mode=parse_mode(args.dir_mode, "--dir-mode"),
         metadata_ttl=args.metadata_ttl, retry_budget_s=args.retry_budget,
+        max_memory=parse_size(args.max_memory, "--max-memory"),
+        cache_dir=args.cache_dir.expanduser().absolute() if args.cache_dir else None,
+        cache_size=parse_size(args.cache_size, "--cache-size"),
         fuse_options=tuple(args.fuse_options), foreground=args.foreground,
         log_level=args.log_level, log_file=args.log_file)
 
@@ -183,7 +192,10 @@ def _child_argv(args, cfg: Config, ready_fd: int) -> list[str]:
             "--auth-endpoint", cfg.auth_endpoint,
             "--uid", str(cfg.uid), "--gid", str(cfg.gid),
             "--file-mode", oct(cfg.file_mode), "--dir-mode", oct(cfg.dir_mode),
-            "--metadata-ttl", str(cfg.metadata_ttl), "--retry-budget", str(cfg.retry_budget_s)]
+            "--metadata-ttl", str(cfg.metadata_ttl), "--retry-budget", str(cfg.retry_budget_s),
+            "--max-memory", str(cfg.max_memory), "--cache-size", str(cfg.cache_size)]
+    if cfg.cache_dir:
+        argv += ["--cache-dir", str(cfg.cache_dir)]
     if cfg.s3_endpoint:
         argv += ["--s3-endpoint", cfg.s3_endpoint]
     if cfg.allow_other:
