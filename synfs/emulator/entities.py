@@ -64,6 +64,18 @@ def _new_version(c, eid: int, fh_id, label, comment, user_id: int) -> int:
 
 
 # ---- create -----------------------------------------------------------------------------
+def _refuse_type(ct: str, parent_raw) -> None:
+    """Types the emulator does not model; inside an STS folder Synapse's own rule answers first."""
+    parent_id = parse_syn_id(parent_raw) if parent_raw is not None else None
+    if parent_id is not None:
+        with context.store().tx() as c:
+            if context.store().entity_row(c, parent_id) is not None:
+                hook = storage_hook("check_create_in_parent")
+                if hook is not None:
+                    hook(c, parent_id, ct)
+    raise BadRequest(f"The emulator cannot create entities of type: {ct}")
+
+
 @repo.post("/entity")
 @context.scopes("view", "modify")
 def create_entity():
@@ -73,7 +85,7 @@ def create_entity():
     if not ct:
         raise BadRequest("concreteType is required.")
     if ct not in CREATABLE:
-        raise BadRequest(f"The emulator cannot create entities of type: {ct}")
+        _refuse_type(ct, data.get("parentId"))
     if ct == FILE:
         _validate_file_fields(data)
     _validate_common(data)

@@ -27,6 +27,9 @@ TYPE_CLASSES = {
     "datasetcollection": CT + "table.DatasetCollection",
     "materializedview": CT + "table.MaterializedView",
     "virtualtable": CT + "table.VirtualTable",
+    # Newer types (synapseclient 4.14 asks for "searchindex" by default); never created here.
+    "searchindex": CT + "search.table.SearchIndex",
+    "recordset": CT + "RecordSet",
 }
 CLASS_TYPES = {v: k for k, v in TYPE_CLASSES.items()}
 CREATABLE = (PROJECT, FOLDER, FILE)

@@ -1,9 +1,9 @@
 """STS vending: ``GET /repo/v1/entity/{id}/sts?permission=read_only|read_write``.
 
-Follows ``StsManagerImpl.getTemporaryCredentials`` (synapse-api.md §6.1): the caller needs
-DOWNLOAD (read_only) or DOWNLOAD, UPDATE, CREATE and DELETE in that order (read_write); the
-entity's effective upload setting must be STS-enabled; write access is refused on Synapse
-storage. Credentials come from a real AssumeRole on the local S3 server with Synapse's session
+Follows ``StsManagerImpl.getTemporaryCredentials``: the entity's effective upload setting
+must exist (400 "Entity must have a project setting", also for missing or trashed entities)
+and be STS-enabled; write access is refused on Synapse storage; then the caller needs
+DOWNLOAD (read_only) or DOWNLOAD, UPDATE, CREATE and DELETE in that order (read_write). Credentials come from a real AssumeRole on the local S3 server with Synapse's session
 policy (``S3World.mint``), scoped to the storage location's bucket and baseKey. When the
 ``sts_expiration_s`` fault is set, the reported expiration is that many seconds away and the
 S3 proxy rejects the key after it.
@@ -53,9 +53,8 @@ def get_sts_credentials(entity_id: str):
         raise BadRequest(f"Invalid entity id: {entity_id}")
     user = context.user()
     with context.store().tx() as c:
-        entities.get_live_entity(c, eid)
-        for access in ACCESS_BY_PERMISSION[permission]:
-            acl.require(c, user, eid, access)
+        # StsManagerImpl looks up the inherited upload setting first (a recursive query over
+        # the ancestors): a missing or trashed entity has none, so it is a 400, not a 404.
         setting = storage.effective_setting(c, eid)
         if setting is None:
             raise BadRequest("Entity must have a project setting")
@@ -65,6 +64,9 @@ def get_sts_credentials(entity_id: str):
             raise BadRequest("Entity must have an STS-enabled storage location")
         if permission == "read_write" and body["concreteType"] == storage.S3_SETTING:
             raise BadRequest("STS write access is not allowed in Synapse storage")
+        entities.get_live_entity(c, eid)
+        for access in ACCESS_BY_PERMISSION[permission]:
+            acl.require(c, user, eid, access)
         bucket = storage.location_bucket(body)
         base_key = body.get("baseKey")
     return jsonify(mint(bucket, base_key, permission, f"sts-{user.id}-{eid}"))

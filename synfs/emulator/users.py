@@ -52,3 +52,10 @@ def other_profile(profile_id: int):
         out.pop("email", None)
         out.pop("emails", None)
     return jsonify(out)
+
+
+@repo.get("/user/<int:profile_id>/team")
+@context.scopes("view")
+def user_teams(profile_id: int):
+    """Teams are not modelled: every user belongs to none (PaginatedResults shape)."""
+    return jsonify({"results": [], "totalNumberOfResults": 0})

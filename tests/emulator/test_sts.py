@@ -121,13 +121,16 @@ def test_synapse_storage_is_read_only(emulator, user):
     assert creds["baseKey"] == loc["baseKey"]
 
 
-def test_missing_and_trashed_entities_are_404(emulator, user):
+def test_missing_and_trashed_entities_have_no_setting(emulator, user):
+    """StsManagerImpl resolves the inherited upload setting before anything else: a missing
+    entity, or a trashed one (its parent is the trash folder), has none: 400, not 404."""
     _project, folder, _loc = sts_folder(emulator, user)
-    assert sts(user.api, "syn987654321", "read_only").status_code == 404
+    resp = sts(user.api, "syn987654321", "read_only")
+    assert resp.status_code == 400 and reason(resp) == "Entity must have a project setting"
     sub = user.api.folder(folder["id"], "sub")
     assert user.api.delete(f"/entity/{sub['id']}").status_code == 204
     resp = sts(user.api, sub["id"], "read_only")
-    assert resp.status_code == 404 and reason(resp) == f"Entity {sub['id']} is in trash can."
+    assert resp.status_code == 400 and reason(resp) == "Entity must have a project setting"
 
 
 def test_permission_checks_in_order(emulator, user):

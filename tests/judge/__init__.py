@@ -1,0 +1,1 @@
+"""The official synapseclient, unmodified, as the judge of the emulator's fidelity."""
