@@ -203,6 +203,9 @@ def parse_entity(bundle: dict) -> Entity:
         created_on=parse_date(e.get("createdOn")), modified_on=parse_date(e.get("modifiedOn")),
         version=e.get("versionNumber"), file_handle_id=fh_id, file_handle=handle,
         can_download=bool(perms.get("canDownload", True)),
+        can_update=bool(perms.get("canEdit", False)),
+        can_create=bool(perms.get("canAddChild", False)),
+        can_delete=bool(perms.get("canDelete", False)),
         unmet_access_requirement=bool(restrictions.get("hasUnmetAccessRequirement", False)))
 
 

@@ -102,6 +102,9 @@ class Entity:
     file_handle: FileHandle | None = None
     can_download: bool = True
     unmet_access_requirement: bool = False
+    can_update: bool = False       # UPDATE (UserEntityPermissions.canEdit)
+    can_create: bool = False       # CREATE (canAddChild)
+    can_delete: bool = False       # DELETE (canDelete)
 
 
 @dataclasses.dataclass(frozen=True)
