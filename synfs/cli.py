@@ -1,13 +1,15 @@
 """Command line of synfs: argument parsing, exit codes and one-line user-facing errors.
 
-Subcommands: ``mount``, ``unmount`` (in ``synfs.mountcmd``), ``emulator serve``,
-``emulator add-user`` and ``demo``.
+Subcommands: ``mount``, ``unmount`` (in ``synfs.mountcmd``), ``status`` (``synfs.status``),
+``sts-token`` (``synfs.ststoken``), ``install-units`` (``synfs.install``), ``emulator serve``,
+``emulator add-user`` and ``demo``. ``synfs SOURCE DIR -o OPTIONS``, the form fuse3's
+``mount.fuse`` uses for fstab entries of type ``fuse.synfs``, goes to ``synfs.mounthelper``.
+Logging for every command is set up by ``synfs.logs``.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -19,20 +21,39 @@ EPILOG_EMULATOR = """examples:
   synfs emulator serve --data-dir /tmp/syn            # Synapse emulator + local S3 on 127.0.0.1
   synfs emulator serve --data-dir /tmp/syn --throttling
   synfs emulator add-user --data-dir /tmp/syn alice   # prints a new access token for alice
+
+exit codes: 0 ok (serve: stopped cleanly), 1 failed (one line on stderr), 2 usage
+"""
+
+EPILOG_MAIN = """examples:
+  synfs mount syn12345 /mnt/synapse          # see: synfs mount --help
+  synfs status                               # what is mounted, credentials, errors
+  synfs sts-token syn12345 read_only         # S3 credentials for other tools
+  synfs --debug-modules synfs.fs,synfs.s3 mount -f syn12345 /mnt/synapse
+
+exit codes: 0 ok, 1 failed, 2 usage, 3 token missing or rejected, 4 id not found or not
+  readable, 5 id is not a Project or Folder, 6 mount point missing / not a (synfs) mount,
+  7 mount point busy, 8 Synapse unreachable (each command's --help lists its own)
 """
 
 EPILOG_DEMO = """examples:
   synfs demo                       # fresh temporary data dir, seed a sample project
   synfs demo --data-dir ~/syn-demo --no-mount
+
+exit codes: 0 ok (stopped with Ctrl-C), 1 failed (one line on stderr), 2 usage
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="synfs", description=(
         "Mount Synapse folder trees as a POSIX filesystem, with file bytes read straight "
-        "from S3 using Synapse STS credentials."))
+        "from S3 using Synapse STS credentials."), epilog=EPILOG_MAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-level", default="WARNING",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default WARNING")
+    parser.add_argument("--log-file", type=Path, help="log here instead of stderr")
+    parser.add_argument("--debug-modules", default="",
+                        help="DEBUG logging for these loggers only, e.g. synfs.fs,synfs.s3")
     sub = parser.add_subparsers(dest="command", required=True)
 
     emu = sub.add_parser("emulator", help="run or administer the local Synapse emulator",
@@ -47,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="REST port on 127.0.0.1 (0: any free)")
     serve.add_argument("--throttling", action="store_true",
                        help="limit each user to 3 concurrent and 600 requests/minute, like Synapse")
-    add = emu_sub.add_parser("add-user", help="create a user and print a new access token")
+    add = emu_sub.add_parser("add-user", help="create a user and print a new access token",
+                             epilog=EPILOG_EMULATOR,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add.add_argument("--data-dir", type=Path, required=True)
     add.add_argument("user_name")
     add.add_argument("--email")
@@ -58,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_mount_parser(sub)
 
+    from synfs.install import add_install_parser
+    from synfs.status import add_status_parser
+    from synfs.ststoken import add_sts_parser
+
+    add_status_parser(sub)
+    add_sts_parser(sub)
+    add_install_parser(sub)
+
     demo = sub.add_parser("demo", help="start emulator + S3, seed a sample project (and mount it)",
                           epilog=EPILOG_DEMO, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--data-dir", type=Path, help="state directory (default: a fresh temp dir)")
@@ -67,10 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from synfs import logs, mounthelper
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if mounthelper.looks_like_helper_call(argv):
+        return mounthelper.main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.debug_modules = logs.parse_debug_modules(args.debug_modules)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        logs.setup(args.log_level, getattr(args, "log_file", None), args.debug_modules)
+    except OSError as exc:
+        print(f"synfs: cannot open log file {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.command == "emulator":
             return _emulator(args)
@@ -82,6 +125,18 @@ def main(argv: list[str] | None = None) -> int:
             from synfs.mountcmd import run_unmount
 
             return run_unmount(args)
+        if args.command == "status":
+            from synfs.status import run_status
+
+            return run_status(args)
+        if args.command == "sts-token":
+            from synfs.ststoken import run_sts_token
+
+            return run_sts_token(args)
+        if args.command == "install-units":
+            from synfs.install import run_install
+
+            return run_install(args)
         if args.command == "demo":
             from synfs.demo import run_demo
 

@@ -1,10 +1,22 @@
-"""Shared fixtures: one emulator process (with its S3 server) per test session."""
+"""Shared fixtures: one emulator process (with its S3 server) per test session, and the
+end-of-run check that no log file holds a secret the tests used (``harness.find_leaks``)."""
 
 from __future__ import annotations
 
 import pytest
 
+from tests import harness
 from tests.harness import EmulatorProcess
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_secrets_in_logs(tmp_path_factory):
+    """At the very end of the run (after the emulator and every mount stopped), no log file
+    the tests produced may contain a token, secret key or session token the tests used."""
+    with harness.capture_secrets():
+        yield
+    leaks = harness.find_leaks([tmp_path_factory.getbasetemp()])
+    assert not leaks, "secrets found in logs:\n" + "\n".join(leaks)
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,19 @@
 directory, waits for ``emulator.json``, and stops it (SIGTERM, then SIGKILL) at the end.
 ``Api`` is a thin requests wrapper that returns raw responses so tests can assert on status
 codes and bodies exactly as a client sees them.
+
+The secrets registry (``SECRETS``, ``register_secret``, ``capture_secrets``, ``find_leaks``) records
+every token and key the tests use so that the run can prove none of them reached a log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +29,107 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 _names = itertools.count(1)
+
+
+# ---- secrets the tests used: no log file of the run may contain any of them ---------------
+# (tests/conftest.py checks every log under the run's temporary directories at the end.)
+SECRETS: set[str] = set()
+LOG_PATHS: list[Path] = []          # logs written outside pytest's temporary directories
+SECRET_KEYS = frozenset({"accessToken", "secretAccessKey", "sessionToken", "authtoken",
+                         "aws_secret_access_key", "aws_session_token", "SecretAccessKey",
+                         "SessionToken", "admin_secret_key", "aws_access_token"})
+# Whatever the registry missed (e.g. STS credentials minted inside a daemon subprocess): no
+# emulator access token and no STS session token (a JWT) may appear in a log either.
+LEAK_PATTERNS = (re.compile(r"synemu[A-Za-z0-9]{30,}"),
+                 re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{16,}"))
+
+
+def register_secret(*values) -> None:
+    for value in values:
+        if isinstance(value, str) and len(value) >= 8:
+            SECRETS.add(value)
+
+
+def register_secrets_in(data) -> None:
+    """Register the values of secret-bearing keys anywhere in a decoded JSON document."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in SECRET_KEYS:
+                register_secret(value)
+            elif isinstance(value, (dict, list)):
+                register_secrets_in(value)
+    elif isinstance(data, list):
+        for item in data:
+            register_secrets_in(item)
+
+
+def register_secrets_from_response(resp) -> None:
+    body = resp.content or b""
+    if len(body) > 1_000_000 or not any(k.encode() in body for k in
+                                        ("Token", "secretAccessKey", "SecretAccessKey")):
+        return
+    try:
+        register_secrets_in(json.loads(body))
+    except ValueError:
+        pass
+
+
+@contextlib.contextmanager
+def capture_secrets():
+    """Register secrets in every JSON answer a ``requests`` session of this process receives
+    (seeders, synapseclient, the harness): STS credentials and access tokens."""
+    original = requests.Session.send
+
+    def send(self, request, **kw):
+        resp = original(self, request, **kw)
+        if not kw.get("stream"):
+            try:
+                register_secrets_from_response(resp)
+            except Exception:  # noqa: BLE001 - bookkeeping must not break a test
+                pass
+        return resp
+
+    requests.Session.send = send
+    try:
+        yield
+    finally:
+        requests.Session.send = original
+
+
+def log_files(roots) -> list[Path]:
+    """Text log files under ``roots`` (binary ``*.log`` files, e.g. LevelDB journals, skipped)."""
+    found: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        candidates = [root] if root.is_file() else []
+        for top, dirs, files in os.walk(root):   # errors (e.g. a dead mount) are skipped
+            dirs[:] = [d for d in dirs if not os.path.ismount(os.path.join(top, d))]
+            candidates += [Path(top, f) for f in sorted(files) if f.endswith(".log")]
+        for path in candidates:
+            try:
+                with path.open("rb") as f:
+                    if b"\0" in f.read(4096):
+                        continue
+            except OSError:
+                continue
+            found.append(path)
+    return found
+
+
+def find_leaks(roots, secrets=None) -> list[str]:
+    """``path: what`` for every registered secret or secret-looking value found in a log."""
+    secrets = sorted(SECRETS if secrets is None else secrets)
+    leaks = []
+    for path in log_files(list(roots) + LOG_PATHS):
+        text = path.read_text(errors="replace")
+        for secret in secrets:
+            if secret in text:
+                leaks.append(f"{path}: a registered secret ({secret[:4]}...)")
+        for pattern in LEAK_PATTERNS:
+            match = pattern.search(text)
+            if match:
+                leaks.append(f"{path}: {pattern.pattern[:12]}... ({match.group(0)[:10]}...)")
+    return leaks
 
 
 class Api:
@@ -43,8 +149,11 @@ class Api:
         return base + path
 
     def call(self, method: str, path: str, prefix: str = "repo", json_body=None, **kw):
-        return self.session.request(method, self._url(prefix, path), json=json_body,
+        resp = self.session.request(method, self._url(prefix, path), json=json_body,
                                     timeout=60, **kw)
+        if not kw.get("stream"):
+            register_secrets_from_response(resp)
+        return resp
 
     def get(self, path, prefix="repo", **kw):
         return self.call("GET", path, prefix, **kw)
@@ -127,6 +236,7 @@ class EmulatorProcess:
             self.stop()
             raise RuntimeError("emulator did not become ready in time")
         self.admin_token = (self.data_dir / "admin.token").read_text().strip()
+        register_secret(self.admin_token)
         self.admin = Api(self.info, self.admin_token)
         return self
 
@@ -156,6 +266,7 @@ class EmulatorProcess:
         if scopes is not None:
             body["scopes"] = scopes
         data = self.admin.ok(self.admin.post("/users", body, prefix="admin"), 201)
+        register_secret(data["accessToken"])
         return TestUser(data["id"], name, data["accessToken"], Api(self.info, data["accessToken"]))
 
     def set_faults(self, **faults) -> dict:
@@ -174,6 +285,7 @@ class EmulatorProcess:
         for ak, sk in (("s3AdminAccessKeyId", "s3AdminSecretAccessKey"),
                        ("s3AdminAccessKey", "s3AdminSecretKey")):
             if info.get(ak) and info.get(sk):
+                register_secret(info[sk])
                 return {"aws_access_key_id": info[ak], "aws_secret_access_key": info[sk]}
         candidates = []
         for pattern in ("s3/*secret*.json", "*secret*.json", "s3/*.json", "s3/*/*secret*.json"):
@@ -186,6 +298,7 @@ class EmulatorProcess:
             except (OSError, ValueError):
                 continue
             if isinstance(data, dict) and data.get("admin_access_key") and data.get("admin_secret_key"):
+                register_secret(data["admin_secret_key"])
                 return {"aws_access_key_id": data["admin_access_key"],
                         "aws_secret_access_key": data["admin_secret_key"]}
         raise RuntimeError(f"no S3 admin credentials found in emulator.json or under {self.data_dir}")
@@ -202,6 +315,7 @@ class EmulatorProcess:
         """boto3 S3 client at the emulator's S3 endpoint, with Synapse STS credentials."""
         kw = {}
         if creds:
+            register_secrets_in(creds)
             kw = dict(aws_access_key_id=creds["accessKeyId"],
                       aws_secret_access_key=creds["secretAccessKey"],
                       aws_session_token=creds["sessionToken"])

@@ -7,6 +7,8 @@ than ``min(3600 s, half its original lifetime)`` remains (synapseclient refreshe
 the half rule keeps short test lifetimes working). Concurrent ``get`` calls for the same key
 share one REST call and its outcome (single-flight). ``invalidate`` drops a set S3 rejected,
 but only if it is still the cached one, so a late failure cannot discard fresher credentials.
+``status()`` reports each cached set's expiry (no secrets); every secret fetched is
+registered with ``synfs.logs`` so that no log line can carry it.
 
 Blocking and thread-safe (worker threads). Time comes from injectable clocks: ``clock``
 (monotonic, for ages) and ``wall`` (aware UTC datetime, against the reported expiration).
@@ -21,6 +23,7 @@ import threading
 import time
 from typing import Callable
 
+from synfs import logs
 from synfs.synapse.models import StsCredentials
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,8 @@ class CredentialStore:
         with self._lock:
             self.fetches += 1
         creds = self.client.sts_credentials(entity_id, permission)
+        logs.register_secret(creds.secret_access_key)
+        logs.register_secret(creds.session_token)
         now = self.clock()
         lifetime = creds.remaining(self.wall())
         margin = min(MAX_MARGIN_S, max(lifetime, 0.0) / 2)
@@ -133,6 +138,19 @@ class CredentialStore:
     def clear(self) -> None:
         with self._lock:
             self._cache.clear()
+
+    def status(self) -> dict:
+        """For ``synfs status``: expiry per cached storage location; never a secret."""
+        now_wall, now = self.wall(), self.clock()
+        with self._lock:
+            items = sorted(self._cache.items())
+            fetches = self.fetches
+        return {"fetches": fetches, "locations": [
+            {"storage_location_id": loc, "permission": perm, "bucket": e.creds.bucket,
+             "base_key": e.creds.base_key, "expiration": e.creds.expiration.isoformat(),
+             "remaining_s": round(e.creds.remaining(now_wall)),
+             "refresh_in_s": round(max(0.0, e.refresh_at - now))}
+            for (loc, perm), e in items]}
 
 
 def _same(a: StsCredentials, b: StsCredentials) -> bool:

@@ -1,0 +1,119 @@
+"""Fixtures for the service tests: a small seeded world (an STS folder on Synapse storage, an
+STS folder on an external bucket, a plain folder), token files, and mounts made by the real
+CLI (or by mount(8)) that are always unmounted at the end."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from synfs.demo_seed import CT, Seeder
+from tests.harness import ROOT
+from tests.mount.conftest import Mount
+
+SYNFS = Path(sys.executable).parent / "synfs"
+
+
+def synfs_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "synfs", *args]
+
+
+def run(cmd: list[str], *, env: dict | None = None, timeout: float = 120, **kw):
+    full = dict(os.environ, PYTHONPATH=str(ROOT))
+    full.pop("SYNAPSE_AUTH_TOKEN", None)
+    full.update(env or {})
+    return subprocess.run(cmd, capture_output=True, text=True, env=full, cwd=str(ROOT),
+                          timeout=timeout, **kw)
+
+
+def one_line(res) -> str:
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("synfs: "), lines[0]
+    assert "Traceback" not in res.stderr
+    return lines[0]
+
+
+def endpoint_args(info: dict) -> list[str]:
+    return ["--repo-endpoint", info["repoEndpoint"], "--file-endpoint", info["fileHandleEndpoint"]]
+
+
+@pytest.fixture(scope="session")
+def world(emulator, tmp_path_factory):
+    owner = emulator.new_user("service-owner")
+    seeder = Seeder(emulator.info, owner.token, owner_s3=emulator.s3_admin_client())
+    project = seeder.entity("Project", f"synfs service tests {time.time_ns()}", None)
+    sts, sts_loc = seeder.sts_folder(project, "synapse-sts", {
+        "concreteType": CT + "project.S3StorageLocationSetting", "uploadType": "S3",
+        "stsEnabled": True})
+    data = b"synfs service test data\n" * 4000
+    handle = seeder.multipart("data.txt", data, sts_loc)
+    sts_file = seeder.entity("FileEntity", "data.txt", sts, dataFileHandleId=handle)
+
+    bucket, base_key = emulator.info["externalBucket"], f"synfs-service-{project}"
+    seeder._owner_txt(bucket, base_key)
+    ext, ext_loc = seeder.sts_folder(project, "external-sts", {
+        "concreteType": CT + "project.ExternalS3StorageLocationSetting", "uploadType": "S3",
+        "bucket": bucket, "baseKey": base_key, "stsEnabled": True})
+    notes = b"external notes\n" * 10
+    ext_file = seeder.entity("FileEntity", "notes.txt", ext,
+                             dataFileHandleId=seeder.sts_put(ext, ext_loc, "notes.txt", notes))
+    plain = seeder.entity("Folder", "plain", project)
+
+    fh = owner.api.ok(owner.api.get(f"/entity/{sts_file}/filehandles"))["list"][0]
+    token_file = tmp_path_factory.mktemp("tokens") / "owner.token"
+    token_file.write_text(owner.token + "\n")
+    os.chmod(token_file, 0o600)
+    return types.SimpleNamespace(
+        owner=owner, project=project, sts=sts, sts_loc=sts_loc, sts_file=sts_file, data=data,
+        md5=hashlib.md5(data).hexdigest(), bucket=fh["bucketName"], key=fh["key"],
+        ext=ext, ext_loc=ext_loc, ext_file=ext_file, ext_bucket=bucket, ext_base_key=base_key,
+        notes=notes, plain=plain, token_file=token_file, info=emulator.info)
+
+
+@pytest.fixture
+def service_mounts(emulator, tmp_path):
+    """Factory: ``make(syn_id, name, extra)`` mounts with the real CLI (backgrounded)."""
+    made: list[Mount] = []
+
+    def make(token: str, syn_id: str, name: str = "mnt", extra: list[str] | None = None) -> Mount:
+        m = Mount(emulator, token, syn_id, tmp_path / name, tmp_path, extra)
+        made.append(m)
+        return m.start()
+
+    yield make
+    for m in made:
+        m.stop()
+    for m in made:
+        assert "Traceback" not in m.log_text(), m.log_text()[-4000:]
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+def force_unmount(path: Path) -> None:
+    if os.path.ismount(path) or _dead(path):
+        subprocess.run(["fusermount3", "-u", "-z", str(path)], check=False, capture_output=True)
+
+
+def _dead(path: Path) -> bool:
+    try:
+        os.statvfs(path)
+        return False
+    except OSError as exc:
+        return exc.errno == 107
