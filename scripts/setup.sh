@@ -11,7 +11,11 @@ APT_PACKAGES=(fuse3 libfuse3-dev pkg-config gcc)
 "$PY" -c "import ensurepip, sysconfig, os; assert os.path.exists(sysconfig.get_paths()['include'] + '/Python.h')" 2>/dev/null \
   || APT_PACKAGES+=(python3-venv python3-dev)
 extras="emulator"
-[ "${1:-}" = "--test" ] && extras="test"
+if [ "${1:-}" = "--test" ]; then
+  extras="test"
+  APT_PACKAGES+=(rsync)   # the write tests run rsync -a against real mounts
+  APT_PACKAGES+=(systemd)  # systemd-analyze verify checks the units in systemd/
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

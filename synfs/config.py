@@ -70,7 +70,7 @@ class Config:
     file_endpoint: str = PRODUCTION["fileHandleEndpoint"]
     auth_endpoint: str = PRODUCTION["authEndpoint"]
     s3_endpoint: str | None = None        # None: AWS S3 (production)
-    read_only: bool = True
+    read_only: bool = False
     allow_other: bool = False
     uid: int = dataclasses.field(default_factory=os.getuid)
     gid: int = dataclasses.field(default_factory=os.getgid)
@@ -86,6 +86,7 @@ class Config:
     foreground: bool = False
     log_level: str = "WARNING"
     log_file: Path | None = None
+    debug_modules: tuple[str, ...] = ()    # loggers at DEBUG whatever log_level says
 
     def __post_init__(self):
         if self.metadata_ttl < 0:
@@ -97,15 +98,28 @@ class Config:
         if self.cache_size < 0:
             raise ConfigError("--cache-size must be >= 0")
 
+    def staging_dir(self) -> Path:
+        if self.cache_dir is not None:
+            return self.cache_dir / "staging"
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        return Path(cache) / "synfs" / "staging"
+
     def fuse_option_set(self) -> set[str]:
-        opts = {"fsname=synfs", "subtype=synfs", "default_permissions", "ro", "noatime"}
+        # fsname is the mount's source in /proc/mounts, df and findmnt: the Synapse id, so that
+        # an fstab line "syn123 /mnt fuse.synfs ..." matches its mount (mount -a, umount).
+        opts = {"subtype=synfs", "default_permissions", "noatime"}
+        if self.read_only:
+            opts.add("ro")
+        if not any(o.strip().startswith("fsname=") for item in self.fuse_options
+                   for o in item.split(",")):
+            opts.add(f"fsname=syn{self.root_id}")
         if self.allow_other:
             opts.add("allow_other")
         for item in self.fuse_options:
             for opt in item.split(","):
                 opt = opt.strip()
-                if opt == "rw":
-                    raise ConfigError("-o rw: this mount is read-only")
+                if opt in ("ro", "rw"):
+                    raise ConfigError(f"-o {opt}: use --read-only (or leave it out) instead")
                 if opt:
                     opts.add(opt)
         return opts

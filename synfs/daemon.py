@@ -5,6 +5,8 @@
 (mount point, token, the Synapse id) and maps each failure to one clear message and a
 distinct exit code. ``serve`` mounts and runs the trio loop until unmounted or signalled
 (SIGTERM/SIGINT/SIGHUP call ``pyfuse3.terminate()``), then closes FUSE cleanly in ``finally``.
+While mounted it refreshes the status file ``synfs status`` reads (``synfs.runtime``) and,
+once the mount answers, tells systemd ``READY=1`` (``synfs.sdnotify``; a no-op elsewhere).
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from typing import Callable
 import pyfuse3
 import trio
 
-from synfs import errors
+from synfs import errors, sdnotify
 from synfs.config import (EXIT_AUTH, EXIT_BUSY, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_NOT_CONTAINER,
                           EXIT_NOT_FOUND, EXIT_UNAVAILABLE, Config, ConfigError)
 from synfs.fs import Filesystem, Options
 from synfs.fuse_ops import SynfsOperations
+from synfs.prefetch import make_downloads, tune_kernel_readahead
 from synfs.remote import Remote
+from synfs.runtime import StatusPublisher
 from synfs.synapse.models import Entity
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,9 @@ log = logging.getLogger(__name__)
 class Parts:
     client: object
     remote: Remote
+    creds: object = None      # the STS CredentialStore (its status() feeds synfs status)
+    writer: object = None     # RemoteWriter; None on read-only mounts
+    staging: object = None    # StagingArea for writes
 
 
 def build(cfg: Config) -> Parts:
@@ -46,7 +53,21 @@ def build(cfg: Config) -> Parts:
     creds = CredentialStore(client)
     s3 = S3Reader(cfg.s3_endpoint, creds, retry_budget_s=cfg.retry_budget_s)
     urls = UrlReader(retry_budget_s=cfg.retry_budget_s)
-    return Parts(client=client, remote=Remote(client, s3, urls))
+    remote = Remote(client, s3, urls)
+    remote.downloads = make_downloads(remote, max_memory=cfg.max_memory,
+                                      cache_dir=cfg.cache_dir, cache_size=cfg.cache_size)
+    if cfg.read_only:
+        return Parts(client=client, remote=remote, creds=creds)
+    from synfs.remote_write import RemoteWriter
+    from synfs.s3.uploader import S3Uploader
+    from synfs.staging import StagingArea
+    from synfs.synapse.writer import SynapseWriter
+
+    writer = RemoteWriter(SynapseWriter(client),
+                          S3Uploader(cfg.s3_endpoint, creds, retry_budget_s=cfg.retry_budget_s),
+                          remote)
+    return Parts(client=client, remote=remote, creds=creds, writer=writer,
+                 staging=StagingArea(cfg.staging_dir(), cfg.cache_size))
 
 
 def check_mountpoint(cfg: Config) -> None:
@@ -92,15 +113,17 @@ def preflight(cfg: Config, client) -> Entity:
     return root
 
 
-def make_filesystem(cfg: Config, remote, root: Entity) -> Filesystem:
+def make_filesystem(cfg: Config, remote, root: Entity, writer=None,
+                    staging=None) -> Filesystem:
     return Filesystem(remote, root.id, Options(
         metadata_ttl=cfg.metadata_ttl, negative_ttl=cfg.negative_ttl, uid=cfg.uid, gid=cfg.gid,
-        file_mode=cfg.file_mode, dir_mode=cfg.dir_mode))
+        file_mode=cfg.file_mode, dir_mode=cfg.dir_mode), writer=writer, staging=staging,
+        read_only=cfg.read_only)
 
 
 def serve(cfg: Config, parts: Parts, root: Entity,
           on_ready: Callable[[], None] = lambda: None) -> int:
-    fs = make_filesystem(cfg, parts.remote, root)
+    fs = make_filesystem(cfg, parts.remote, root, parts.writer, parts.staging)
     ops = SynfsOperations(fs, entry_timeout=cfg.metadata_ttl, attr_timeout=cfg.metadata_ttl)
     try:
         pyfuse3.init(ops, str(cfg.mountpoint), cfg.fuse_option_set())
@@ -108,17 +131,21 @@ def serve(cfg: Config, parts: Parts, root: Entity,
         raise ConfigError(f"FUSE mount of {cfg.mountpoint} failed: {exc} (is /dev/fuse "
                           "usable and fusermount3 installed?)", EXIT_FAILED) from None
     log.info("mounted syn%d (%s) on %s", root.id, root.name, cfg.mountpoint)
+    tune_kernel_readahead(cfg.mountpoint)
     try:
-        trio.run(_main, cfg, on_ready)
+        trio.run(_main, cfg, on_ready, StatusPublisher(cfg, root, parts, fs))
     finally:
         pyfuse3.close(unmount=True)
         log.info("unmounted %s", cfg.mountpoint)
     return 0
 
 
-async def _main(cfg: Config, on_ready: Callable[[], None]) -> None:
+async def _main(cfg: Config, on_ready: Callable[[], None],
+                status: StatusPublisher | None = None) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals)
+        if status is not None:
+            nursery.start_soon(status.run)
         nursery.start_soon(_announce_ready, cfg, on_ready)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
@@ -128,6 +155,7 @@ async def _watch_signals() -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
             log.info("signal %d: unmounting", signum)
+            sdnotify.stopping("unmounting")
             pyfuse3.terminate()
             return
 
@@ -136,3 +164,4 @@ async def _announce_ready(cfg: Config, on_ready: Callable[[], None]) -> None:
     """Report readiness only once the mount answers a stat through our own loop."""
     await trio.to_thread.run_sync(os.stat, cfg.mountpoint)
     on_ready()
+    sdnotify.ready(f"mounted syn{cfg.root_id} on {cfg.mountpoint}")

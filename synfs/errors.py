@@ -4,12 +4,17 @@ Every error the Synapse and S3 seams raise is a ``SynfsError`` subclass carrying
 the log level it deserves. ``to_errno`` is the exhaustive mapping used by the FUSE boundary:
 a ``SynfsError`` maps to its errno; anything else is a bug, logged with a traceback, and
 becomes EIO. The FUSE layer never lets a non-FUSEError exception escape a handler.
+``to_errno`` also counts every answer by errno and error class (``status()``, thread-safe)
+for ``synfs status``.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import logging
+import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +98,37 @@ class NoAttribute(SynfsError):
     level = logging.DEBUG
 
 
+class NoSpace(SynfsError):
+    """The local staging area is full."""
+
+    errno = errno.ENOSPC
+    level = logging.WARNING
+
+
+class CrossDevice(SynfsError):
+    """A move between storage locations (Synapse cannot move data across them)."""
+
+    errno = errno.EXDEV
+    level = logging.INFO
+
+
+class NotEmpty(SynfsError):
+    errno = errno.ENOTEMPTY
+    level = logging.DEBUG
+
+
+class InvalidName(SynfsError):
+    """A name Synapse cannot store."""
+
+    errno = errno.EINVAL
+    level = logging.INFO
+
+
+class NameTooLong(SynfsError):
+    errno = errno.ENAMETOOLONG
+    level = logging.INFO
+
+
 class Unavailable(SynfsError):
     """Synapse or S3 did not answer usefully within the retry budget."""
 
@@ -105,11 +141,65 @@ class Unsupported(SynfsError):
     level = logging.DEBUG
 
 
+class QuotaExceeded(SynfsError):
+    """The object store refused the write for lack of quota or space."""
+
+    errno = errno.EDQUOT
+    level = logging.WARNING
+
+
+class FileTooLarge(SynfsError):
+    """The object store refused the object as too large (S3 EntityTooLarge)."""
+
+    errno = errno.EFBIG
+    level = logging.WARNING
+
+
 def to_errno(exc: BaseException) -> int:
     """The errno for an exception raised by the filesystem core (logging it appropriately)."""
     if isinstance(exc, SynfsError):
         log.log(exc.level, "%s: %s%s", type(exc).__name__, exc.message or "",
                 f" ({exc.entity})" if exc.entity else "")
+        _count(type(exc).__name__, exc.errno, exc.level, exc.entity)
         return exc.errno
     log.error("internal error, answering EIO", exc_info=exc)
+    _count("InternalError", errno.EIO, logging.ERROR, None)
     return errno.EIO
+
+
+# ---- error counts for `synfs status` (thread-safe: to_errno runs in the trio thread, but
+# worker threads may count too) ----------------------------------------------------------
+_counts_lock = threading.Lock()
+_by_errno: collections.Counter = collections.Counter()
+_by_error: collections.Counter = collections.Counter()
+_failures = 0
+_last_failure: dict | None = None
+
+
+def _count(name: str, code: int, level: int, entity: str | None) -> None:
+    global _failures, _last_failure
+    with _counts_lock:
+        _by_errno[errno.errorcode.get(code, str(code))] += 1
+        _by_error[name] += 1
+        if level >= logging.WARNING:   # ENOENT, EROFS... are answers, not failures
+            _failures += 1
+            _last_failure = {"error": name, "errno": errno.errorcode.get(code, str(code)),
+                             "entity": entity, "at": time.time()}
+
+
+def status() -> dict:
+    """Counts of errno answers since start: ``failures`` counts only WARNING-level errors
+    and internal errors (not ENOENT and other normal answers)."""
+    with _counts_lock:
+        return {"failures": _failures, "by_errno": dict(_by_errno),
+                "by_error": dict(_by_error),
+                "last_failure": dict(_last_failure) if _last_failure else None}
+
+
+def reset_status() -> None:
+    global _failures, _last_failure
+    with _counts_lock:
+        _by_errno.clear()
+        _by_error.clear()
+        _failures = 0
+        _last_failure = None

@@ -24,6 +24,8 @@ from synfs import errors
 from synfs.cache import SingleFlight, TTLCache
 from synfs.files import OpenFile, ReadaheadPolicy
 from synfs.synapse.models import ChildHeader, Entity, Kind
+from synfs.renames import RenameOps
+from synfs.writes import TEMP_INO_BASE, WriteOps
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,13 @@ class Attr:
 @dataclasses.dataclass
 class DirHandle:
     ino: int
-    entries: list[ChildHeader]
+    entries: list[tuple[str, ChildHeader | int]]   # a child, or the temp ino of an unsaved file
 
 
-class Filesystem:
+class Filesystem(WriteOps, RenameOps):
     def __init__(self, remote, root_id: int, options: Options = Options(),
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, *, writer=None, staging=None,
+                 read_only: bool = True):
         self.remote = remote
         self.root_id = root_id
         self.opts = options
@@ -84,13 +87,18 @@ class Filesystem:
         self._files: dict[int, OpenFile] = {}
         self._next_fh = 1
         self._last_handle: TTLCache[int, int] = TTLCache(options.cache_entries, 24 * 3600, clock)
+        self._init_writes(writer, staging, read_only)
 
     # ---- ids -----------------------------------------------------------------------------
     def entity_id(self, ino: int) -> int:
-        return self.root_id if ino == ROOT_INO else ino
+        if ino == ROOT_INO:
+            return self.root_id
+        return self._ino_to_id.get(ino, ino)
 
     def ino_of(self, entity_id: int) -> int:
-        return ROOT_INO if entity_id == self.root_id else entity_id
+        if entity_id == self.root_id:
+            return ROOT_INO
+        return self._id_to_ino.get(entity_id, entity_id)
 
     # ---- remote access with caches ---------------------------------------------------------
     async def entity(self, entity_id: int, fresh: bool = False) -> Entity:
@@ -139,6 +147,10 @@ class Filesystem:
                     uid=self.opts.uid, gid=self.opts.gid)
 
     async def getattr(self, ino: int) -> Attr:
+        if ino in self._active:
+            return self.write_attr(self._active[ino])
+        if ino > TEMP_INO_BASE and ino not in self._ino_to_id:
+            raise errors.NotFound("an unsaved file that is gone")
         ent = await self.entity(self.entity_id(ino))
         if ent.kind not in (Kind.PROJECT, Kind.FOLDER, Kind.FILE):
             raise errors.NotFound(f"syn{ent.id} is a {ent.kind.value}, not shown")
@@ -148,6 +160,9 @@ class Filesystem:
         parent_id = self.entity_id(parent_ino)
         if name in (".", ".."):
             raise errors.NotFound("dot entries are answered by the kernel")
+        temp = self.pending_ino(parent_id, name)
+        if temp is not None and temp in self._active:
+            return self.write_attr(self._active[temp])
         if (parent_id, name) in self._negative:
             raise errors.NotFound(f"{name!r} not in syn{parent_id} (cached)")
         parent = await self.entity(parent_id)
@@ -163,7 +178,8 @@ class Filesystem:
         except errors.NotFound:
             self._listings.pop(parent_id)
             raise
-        return self.attr_of(ent)
+        active = self._active.get(self.ino_of(ent.id))
+        return self.write_attr(active) if active is not None else self.attr_of(ent)
 
     # ---- kernel lookup counts ------------------------------------------------------------
     def remember(self, ino: int) -> None:
@@ -176,6 +192,7 @@ class Filesystem:
                 self.lookups[ino] = left
             else:
                 self.lookups.pop(ino, None)
+                self._drop_alias_if_unused(ino)
 
     # ---- directories ---------------------------------------------------------------------
     def _new_fh(self) -> int:
@@ -188,8 +205,10 @@ class Filesystem:
         if not ent.kind.is_container:
             raise errors.NotADirectory(f"syn{ent.id} is not a folder")
         children = await self.listing(ent.id)
+        entries: dict[str, ChildHeader | int] = dict(children)
+        entries.update(self.pending_names(ent.id))
         fh = self._new_fh()
-        self._dirs[fh] = DirHandle(ino, sorted(children.values(), key=lambda c: c.name.encode()))
+        self._dirs[fh] = DirHandle(ino, sorted(entries.items(), key=lambda kv: kv[0].encode()))
         return fh
 
     async def readdir(self, fh: int, start: int) -> list[tuple[int, str, Attr]]:
@@ -206,32 +225,42 @@ class Filesystem:
 
         async def one(idx: int, child: ChildHeader) -> None:
             try:
-                results[idx] = self.attr_of(await self.entity(child.id))
+                results[idx] = self._entry_attr(await self.entity(child.id))
             except errors.NotFound:
                 results[idx] = None  # vanished since the listing: skip it
 
         async with trio.open_nursery() as nursery:
-            for i, child in enumerate(batch):
-                if self._entities.get(child.id) is not None:
-                    results[i] = self.attr_of(self._entities.get(child.id))
+            for i, (_name, child) in enumerate(batch):
+                if isinstance(child, int):      # an unsaved new file of this mount
+                    h = self._active.get(child)
+                    results[i] = self.write_attr(h) if h is not None else None
+                elif self._entities.get(child.id) is not None:
+                    results[i] = self._entry_attr(self._entities.get(child.id))
                 else:
                     nursery.start_soon(one, i, child)
         out = []
-        for i, child in enumerate(batch):
+        for i, (name, _child) in enumerate(batch):
             if results.get(i) is not None:
-                out.append((start + i + 1, child.name, results[i]))
+                out.append((start + i + 1, name, results[i]))
         if not out and batch:  # every entry in this batch vanished: continue past it
             return await self.readdir(fh, start + len(batch))
         return out
+
+    def _entry_attr(self, ent: Entity) -> Attr:
+        active = self._active.get(self.ino_of(ent.id))
+        return self.write_attr(active) if active is not None else self.attr_of(ent)
 
     def releasedir(self, fh: int) -> None:
         self._dirs.pop(fh, None)
 
     # ---- files ---------------------------------------------------------------------------
-    async def open(self, ino: int, writable: bool) -> tuple[int, bool]:
-        """Open a file for reading; returns (fh, keep_cache)."""
+    async def open(self, ino: int, writable: bool, truncate: bool = False) -> tuple[int, bool]:
+        """Open a file; returns (fh, keep_cache)."""
         if writable:
-            raise errors.ReadOnly("this mount is read-only")
+            return await self.open_for_write(ino, truncate), False
+        shared = self.share_for_read(ino)
+        if shared is not None:
+            return shared, False
         ent = await self.entity(self.entity_id(ino))
         if ent.kind.is_container:
             raise errors.IsADirectory(f"syn{ent.id} is a folder")
@@ -249,13 +278,28 @@ class Filesystem:
         return fh, keep
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:
+        if fh in self._writes:
+            return await self.read_written(fh, offset, size)
         handle = self._files.get(fh)
         if handle is None:
             raise errors.SynfsError("unknown file handle")
         return await handle.read(offset, size)
 
     def release(self, fh: int) -> None:
-        self._files.pop(fh, None)
+        if not self.release_write(fh):
+            handle = self._files.pop(fh, None)
+            if handle is not None:
+                handle.close()      # frees its prefetch buffers
+
+    # ---- status (for `synfs status`) ------------------------------------------------------
+    def status(self) -> dict:
+        out = {"uploads": self.write_status(),
+               "open_files": len(self._files) + len(set(self._writes.values())),
+               "kernel_inodes": len(self.lookups)}
+        cache = getattr(self.remote, "status", None)
+        if callable(cache):
+            out.update(cache())
+        return out
 
     # ---- extended attributes -------------------------------------------------------------
     async def xattrs(self, ino: int) -> dict[str, str]:

@@ -3,7 +3,8 @@
 Bytes names become ``str`` (UTF-8, surrogateescape), core ``Attr`` values become
 ``EntryAttributes``, core exceptions become ``FUSEError`` through one boundary
 (``synfs.errors.to_errno``). No handler lets any other exception escape; ``forget`` and
-``release`` never raise. No requests or boto3 here.
+``release`` never raise. No requests or boto3 here. ``flush`` (every close) and ``fsync``
+save written data to Synapse and report failures; ``release`` cannot report anything.
 """
 
 from __future__ import annotations
@@ -114,8 +115,54 @@ class SynfsOperations(pyfuse3.Operations):
     @boundary
     async def open(self, inode, flags, ctx):
         writable = bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND))
-        fh, keep_cache = await self.fs.open(inode, writable)
+        fh, keep_cache = await self.fs.open(inode, writable, truncate=bool(flags & os.O_TRUNC))
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep_cache)
+
+    @boundary
+    async def create(self, parent_inode, name, mode, flags, ctx):
+        fh, attr = await self.fs.create(parent_inode, decode(name),
+                                        exclusive=bool(flags & os.O_EXCL),
+                                        truncate=bool(flags & os.O_TRUNC))
+        self.fs.remember(attr.ino)
+        return pyfuse3.FileInfo(fh=fh), self.entry(attr)
+
+    @boundary
+    async def write(self, fh, off, buf):
+        return await self.fs.write(fh, off, bytes(buf))
+
+    @boundary
+    async def flush(self, fh):
+        await self.fs.flush(fh)
+
+    @boundary
+    async def fsync(self, fh, datasync):
+        await self.fs.flush(fh)
+
+    @boundary
+    async def setattr(self, inode, attr, fields, fh, ctx):
+        size = attr.st_size if fields.update_size else None
+        other = bool(fields.update_mode or fields.update_uid or fields.update_gid
+                     or fields.update_atime or fields.update_mtime)
+        return self.entry(await self.fs.setattr(inode, size, fh, other))
+
+    @boundary
+    async def mkdir(self, parent_inode, name, mode, ctx):
+        attr = await self.fs.mkdir(parent_inode, decode(name))
+        self.fs.remember(attr.ino)
+        return self.entry(attr)
+
+    @boundary
+    async def rmdir(self, parent_inode, name, ctx):
+        await self.fs.rmdir(parent_inode, decode(name))
+
+    @boundary
+    async def unlink(self, parent_inode, name, ctx):
+        await self.fs.unlink(parent_inode, decode(name))
+
+    @boundary
+    async def rename(self, parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx):
+        await self.fs.rename(parent_inode_old, decode(name_old), parent_inode_new,
+                             decode(name_new), flags)
 
     @boundary
     async def read(self, fh, off, size):
@@ -147,6 +194,6 @@ class SynfsOperations(pyfuse3.Operations):
 
     @boundary
     async def access(self, inode, mode, ctx):
-        if mode & os.W_OK:
+        if mode & os.W_OK and self.fs.read_only:
             raise pyfuse3.FUSEError(errno.EROFS)
         await self.fs.getattr(inode)

@@ -9,8 +9,6 @@ that daemon reports that the mount answers.
 from __future__ import annotations
 
 import argparse
-import logging
-import logging.handlers
 import os
 import shutil
 import subprocess
@@ -48,14 +46,16 @@ def add_mount_parser(sub) -> None:
     p.add_argument("--file-endpoint", help=f"default {PRODUCTION['fileHandleEndpoint']}")
     p.add_argument("--auth-endpoint", help=f"default {PRODUCTION['authEndpoint']}")
     p.add_argument("--s3-endpoint", help="S3 endpoint URL (default: AWS)")
-    p.add_argument("--read-only", action="store_true", default=True,
-                   help="never write (the only mode for now)")
+    p.add_argument("--read-only", action="store_true",
+                   help="never write, even in external-bucket STS folders")
     p.add_argument("--allow-other", action="store_true",
                    help="let other users use the mount (needs user_allow_other in /etc/fuse.conf)")
     p.add_argument("--uid", type=int, help="owner of all files (default: you)")
     p.add_argument("--gid", type=int, help="group of all files (default: your group)")
-    p.add_argument("--file-mode", default="0444", help="permission bits of files (octal)")
-    p.add_argument("--dir-mode", default="0555", help="permission bits of directories (octal)")
+    p.add_argument("--file-mode", help="permission bits of files, octal (default 0644, "
+                   "or 0444 with --read-only)")
+    p.add_argument("--dir-mode", help="permission bits of directories, octal (default 0755, "
+                   "or 0555 with --read-only)")
     p.add_argument("--metadata-ttl", type=float, default=60.0,
                    help="seconds to trust cached names and attributes (default 60)")
     p.add_argument("--retry-budget", type=float, default=30.0,
@@ -70,16 +70,25 @@ def add_mount_parser(sub) -> None:
                    help="extra FUSE mount options, comma separated")
     p.add_argument("--log-level", default=argparse.SUPPRESS,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default WARNING")
-    p.add_argument("--log-file", type=Path, help="log here (default: stderr; syslog when detached)")
+    p.add_argument("--log-file", type=Path, default=argparse.SUPPRESS,
+                   help="log here (default: stderr, or the journal under systemd; syslog when "
+                        "detached)")
+    p.add_argument("--debug-modules", default=argparse.SUPPRESS,
+                   help="DEBUG logging for these loggers only, e.g. synfs.fs,synfs.s3")
     p.add_argument("--token-stdin", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
 
     u = sub.add_parser("unmount", help="unmount a synfs mount",
                        epilog="examples:\n  synfs unmount /mnt/synapse\n"
-                              "  synfs unmount --lazy /mnt/synapse   # a dead mount\n",
+                              "  synfs unmount --lazy /mnt/synapse   # a dead mount\n"
+                              "  synfs unmount --if-dead /mnt/synapse  # systemd ExecStopPost\n"
+                              "\nexit codes: 0 unmounted (or nothing to do with --if-dead), "
+                              "1 failed or busy, 6 not mounted\n",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     u.add_argument("mountpoint", type=Path)
     u.add_argument("--lazy", action="store_true", help="detach now, clean up when no longer busy")
+    u.add_argument("--if-dead", action="store_true",
+                   help="only clean up a dead mount (daemon gone); otherwise do nothing, exit 0")
 
 
 def config_from_args(args, token: auth.FoundToken) -> Config:
@@ -98,33 +107,25 @@ def config_from_args(args, token: auth.FoundToken) -> Config:
         s3_endpoint=args.s3_endpoint, allow_other=args.allow_other,
         uid=os.getuid() if args.uid is None else args.uid,
         gid=os.getgid() if args.gid is None else args.gid,
-        file_mode=parse_mode(args.file_mode, "--file-mode"),
-        dir_mode=parse_mode(args.dir_mode, "--dir-mode"),
+        read_only=args.read_only,
+        file_mode=parse_mode(args.file_mode or ("0444" if args.read_only else "0644"),
+                             "--file-mode"),
+        dir_mode=parse_mode(args.dir_mode or ("0555" if args.read_only else "0755"),
+                            "--dir-mode"),
         metadata_ttl=args.metadata_ttl, retry_budget_s=args.retry_budget,
         max_memory=parse_size(args.max_memory, "--max-memory"),
         cache_dir=args.cache_dir.expanduser().absolute() if args.cache_dir else None,
         cache_size=parse_size(args.cache_size, "--cache-size"),
         fuse_options=tuple(args.fuse_options), foreground=args.foreground,
-        log_level=args.log_level, log_file=args.log_file)
+        log_level=args.log_level, log_file=getattr(args, "log_file", None),
+        debug_modules=tuple(getattr(args, "debug_modules", ()) or ()))
 
 
 def setup_logging(cfg: Config, detached: bool) -> None:
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    if cfg.log_file:
-        handler = logging.FileHandler(cfg.log_file)
-    elif detached and os.path.exists("/dev/log"):
-        handler = logging.handlers.SysLogHandler("/dev/log")
-        fmt = "synfs[%(process)d]: %(levelname)s %(name)s: %(message)s"
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt))
-    root.addHandler(handler)
-    root.setLevel(cfg.log_level)
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    from synfs import logs
+
+    logs.setup(cfg.log_level, cfg.log_file, getattr(cfg, "debug_modules", ()), detached)
+    logs.register_secret(cfg.token)
 
 
 def run_mount(args) -> int:
@@ -137,6 +138,9 @@ def run_mount(args) -> int:
             token = auth.find_token(args.token_file, args.config, args.profile)
     except auth.TokenError as exc:
         return fail(str(exc), EXIT_AUTH)
+    from synfs import logs
+
+    logs.register_secret(token.token)
     ready_fd = args.ready_fd
     try:
         cfg = config_from_args(args, token)
@@ -144,6 +148,7 @@ def run_mount(args) -> int:
             return start_detached(args, cfg)
         setup_logging(cfg, detached=ready_fd is not None)
         parts = daemon.build(cfg)
+        logs.reapply_levels()       # build() imported clients that quiet HTTP loggers
         root = daemon.preflight(cfg, parts.client)
 
         def ready() -> None:
@@ -166,15 +171,20 @@ def start_detached(args, cfg: Config) -> int:
     daemon.preflight(cfg, parts.client)
     read_end, write_end = os.pipe()
     argv = _child_argv(args, cfg, write_end)
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)     # only this (main) process talks to systemd
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, pass_fds=(write_end,),
-                            start_new_session=True, close_fds=True)
+                            start_new_session=True, close_fds=True, env=env)
     os.close(write_end)
     proc.stdin.write((cfg.token + "\n").encode())
     proc.stdin.close()
     with os.fdopen(read_end, "rb") as pipe:
         line = pipe.readline().decode(errors="replace").strip()
     if line == "READY":
+        from synfs import sdnotify
+
+        sdnotify.notify(f"MAINPID={proc.pid}", "READY=1")
         return EXIT_OK
     if line.startswith("ERROR "):
         _, code, message = line.split(" ", 2)
@@ -200,15 +210,27 @@ def _child_argv(args, cfg: Config, ready_fd: int) -> list[str]:
         argv += ["--s3-endpoint", cfg.s3_endpoint]
     if cfg.allow_other:
         argv.append("--allow-other")
+    if cfg.read_only:
+        argv.append("--read-only")
     for opt in cfg.fuse_options:
         argv += ["-o", opt]
     if cfg.log_file:
         argv += ["--log-file", str(cfg.log_file.absolute())]
+    if getattr(cfg, "debug_modules", ()):
+        argv += ["--debug-modules", ",".join(cfg.debug_modules)]
     return argv
 
 
 def run_unmount(args) -> int:
     mnt = args.mountpoint.expanduser().absolute()
+    if getattr(args, "if_dead", False):
+        try:
+            os.statvfs(mnt)           # reaches the daemon (a stat may come from the cache)
+            return EXIT_OK            # alive, not mounted, or someone else's: leave it
+        except OSError as exc:
+            if exc.errno != 107:      # only ENOTCONN means a dead FUSE mount
+                return EXIT_OK
+        args.lazy = True
     tool = shutil.which("fusermount3") or shutil.which("fusermount")
     if tool is None:
         return fail("fusermount3 not found (apt-get install fuse3)", EXIT_FAILED)
