@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from synfs import config
 from tests.harness import ROOT
@@ -142,3 +143,52 @@ def test_unmount_errors(tmp_path):
     res = run_synfs(["-m", "synfs", "unmount", str(tmp_path)], raw=True)
     assert res.returncode == config.EXIT_MOUNTPOINT
     assert "is not mounted" in one_line(res)
+
+
+def test_allow_other_uid_gid_and_modes(emulator, seeded, tmp_path):
+    """--allow-other lets another user in; --uid/--gid/--file-mode/--dir-mode are what stat
+    shows, and the kernel enforces them (default_permissions)."""
+    import shutil
+    import tempfile
+
+    from synfs.demo_seed import content
+
+    owner, layout = seeded
+    public = Path(tempfile.mkdtemp(prefix="synfs-public-", dir="/tmp"))
+    public.chmod(0o755)       # other users must be able to reach the mount points
+    made = []
+
+    def mount(name, *extra):
+        m = Mount(emulator, owner.token, layout["plainFolder"], public / name, tmp_path,
+                  ["--read-only", *extra])
+        made.append(m)
+        return m.start()
+
+    def as_user(uid, gid, *cmd):
+        return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                               *cmd], capture_output=True)
+
+    hello = content("hello.txt", 13)
+    try:
+        shared = mount("shared", "--allow-other", "--uid", "4242", "--gid", "4343",
+                       "--file-mode", "0440", "--dir-mode", "0750")
+        st = os.stat(shared.path / "hello.txt")
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (4242, 4343, 0o440)
+        assert os.stat(shared.path / "data").st_mode & 0o777 == 0o750
+        owner_read = as_user(4242, 4343, "cat", str(shared.path / "hello.txt"))
+        assert owner_read.returncode == 0 and owner_read.stdout == hello
+        group_read = as_user(5000, 4343, "cat", str(shared.path / "hello.txt"))
+        assert group_read.returncode == 0 and group_read.stdout == hello
+        denied = as_user(65534, 65534, "cat", str(shared.path / "hello.txt"))
+        assert denied.returncode != 0 and b"Permission denied" in denied.stderr
+
+        open_to_all = mount("all", "--allow-other")
+        ok = as_user(65534, 65534, "cat", str(open_to_all.path / "hello.txt"))
+        assert ok.returncode == 0 and ok.stdout == hello
+        private = mount("private")       # no --allow-other: only the mounting user gets in
+        refused = as_user(65534, 65534, "ls", str(private.path))
+        assert refused.returncode != 0 and b"Permission denied" in refused.stderr
+    finally:
+        for m in made:
+            m.stop()
+        shutil.rmtree(public, ignore_errors=True)
