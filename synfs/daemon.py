@@ -25,7 +25,8 @@ from synfs.config import (EXIT_AUTH, EXIT_BUSY, EXIT_FAILED, EXIT_MOUNTPOINT, EX
                           EXIT_NOT_FOUND, EXIT_UNAVAILABLE, Config, ConfigError)
 from synfs.fs import Filesystem, Options
 from synfs.fuse_ops import SynfsOperations
-from synfs.prefetch import make_downloads, tune_kernel_readahead
+from synfs.downloads import make_downloads
+from synfs.prefetch import tune_kernel_readahead
 from synfs.remote import Remote
 from synfs.runtime import StatusPublisher
 from synfs.synapse.models import Entity
@@ -131,7 +132,6 @@ def serve(cfg: Config, parts: Parts, root: Entity,
         raise ConfigError(f"FUSE mount of {cfg.mountpoint} failed: {exc} (is /dev/fuse "
                           "usable and fusermount3 installed?)", EXIT_FAILED) from None
     log.info("mounted syn%d (%s) on %s", root.id, root.name, cfg.mountpoint)
-    tune_kernel_readahead(cfg.mountpoint)
     try:
         trio.run(_main, cfg, on_ready, StatusPublisher(cfg, root, parts, fs))
     finally:
@@ -163,5 +163,6 @@ async def _watch_signals() -> None:
 async def _announce_ready(cfg: Config, on_ready: Callable[[], None]) -> None:
     """Report readiness only once the mount answers a stat through our own loop."""
     await trio.to_thread.run_sync(os.stat, cfg.mountpoint)
+    tune_kernel_readahead(cfg.mountpoint)       # after FUSE INIT, which would undo it
     on_ready()
     sdnotify.ready(f"mounted syn{cfg.root_id} on {cfg.mountpoint}")

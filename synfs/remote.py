@@ -3,13 +3,18 @@
 ``Remote`` runs the blocking client calls in worker threads (separate capacity limiters for
 Synapse and S3, design lesson 5) and returns plain models. It decides how a file's bytes are
 read: ranged S3 GETs with STS credentials when the file handle lives in an STS-enabled
-storage location, pre-signed URLs otherwise. The core depends on this interface only; tests
-pass an in-memory fake with the same methods.
+storage location, pre-signed URLs otherwise (a URL is reused for ``URL_REUSE_S`` seconds, so
+the parts of one file do not each cost a REST call). The core depends on this interface only;
+tests pass an in-memory fake with the same methods (``read_into`` is optional: the prefetcher
+falls back to ``read``). ``downloads`` is the mount's shared ``synfs.prefetch.Downloads``
+(memory budget, single-flight part downloads, disk cache), set by the composition root.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Protocol
 
 import trio
@@ -17,6 +22,8 @@ import trio
 from synfs.synapse.models import ChildHeader, Entity, FileHandle
 
 log = logging.getLogger(__name__)
+
+URL_REUSE_S = 20.0        # pre-signed URLs live 30 s
 
 
 class RemoteInterface(Protocol):
@@ -38,6 +45,8 @@ class Remote:
         self.synapse_limiter = trio.CapacityLimiter(synapse_concurrency)
         self.s3_limiter = trio.CapacityLimiter(s3_concurrency)
         self._sts_locations: dict[int, bool] = {}
+        self._urls = _UrlCache(client)
+        self.downloads = None
 
     async def _synapse(self, fn, *args):
         return await trio.to_thread.run_sync(fn, *args, limiter=self.synapse_limiter)
@@ -65,13 +74,58 @@ class Remote:
         if length <= 0 or start >= handle.size:
             return b""
         length = min(length, handle.size - start)
-        if handle.is_s3 and await self.is_sts_location(entity.id, handle.storage_location_id):
+        if await self._uses_sts(entity):
             return await trio.to_thread.run_sync(
                 self.s3_reader.read_range, handle.storage_location_id, entity.id, handle.bucket,
                 handle.key, start, length, limiter=self.s3_limiter)
+        return await trio.to_thread.run_sync(self.url_reader.read_range,
+                                             self._urls.provider(entity.id, handle.id), start,
+                                             length, limiter=self.s3_limiter)
+
+    async def read_into(self, entity: Entity, start: int, out: memoryview) -> int:
+        """Fill ``out`` with content at ``start`` (fewer bytes only at the end of the file)."""
+        handle: FileHandle = entity.file_handle
+        length = min(len(out), handle.size - start)
+        if length <= 0:
+            return 0
+        out = out[:length]
+        if await self._uses_sts(entity):
+            return await trio.to_thread.run_sync(
+                self.s3_reader.read_into, handle.storage_location_id, entity.id, handle.bucket,
+                handle.key, start, out, limiter=self.s3_limiter)
+        return await trio.to_thread.run_sync(self.url_reader.read_into,
+                                             self._urls.provider(entity.id, handle.id), start,
+                                             out, limiter=self.s3_limiter)
+
+    async def _uses_sts(self, entity: Entity) -> bool:
+        handle = entity.file_handle
+        return handle.is_s3 and await self.is_sts_location(entity.id, handle.storage_location_id)
+
+
+class _UrlCache:
+    """Pre-signed URLs per file handle, reused while young (thread-safe: worker threads ask).
+    A provider's second call (after a 403 or a long retry) always fetches a new URL."""
+
+    def __init__(self, client, clock=time.monotonic):
+        self.client = client
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._urls: dict[int, tuple[float, str]] = {}
+
+    def provider(self, entity_id: int, file_handle_id: int):
+        calls = [0]
 
         def url() -> str:
-            return self.client.presigned_url(entity.id, handle.id)
+            calls[0] += 1
+            with self._lock:
+                cached = self._urls.get(file_handle_id)
+            if calls[0] == 1 and cached and self.clock() - cached[0] < URL_REUSE_S:
+                return cached[1]
+            fresh = self.client.presigned_url(entity_id, file_handle_id)
+            with self._lock:
+                if len(self._urls) >= 10_000:
+                    self._urls.clear()
+                self._urls[file_handle_id] = (self.clock(), fresh)
+            return fresh
 
-        return await trio.to_thread.run_sync(self.url_reader.read_range, url, start, length,
-                                             limiter=self.s3_limiter)
+        return url

@@ -12,15 +12,20 @@ Owns the byte-fetching I/O (blocking, thread-safe, called from worker threads):
 * ``UrlReader`` does the same over ``requests`` for files without STS, given a callable that
   returns a fresh pre-signed URL (they live 30 s); a 403 refetches the URL once.
 
-A read past the end of the object returns the bytes that exist (``b""`` at or past EOF);
-``length <= 0`` returns ``b""`` without a request. URLs (their query strings carry signatures)
-and credentials are never logged or put in exception messages.
+Both offer ``read_range`` (returns bytes) and ``read_into`` (fills a caller's buffer, e.g. a
+prefetch part; ``S3Reader`` streams the socket straight into it, so a part costs one copy).
+A read past the end of the object returns the bytes that exist (``b""`` / 0 at or past EOF);
+``length <= 0`` returns ``b""`` without a request; a body cut short is retried. URLs (their
+query strings carry signatures) and credentials are never logged or put in exception messages.
 """
 
 from __future__ import annotations
 
 import collections
+import http.client
 import logging
+import socket
+import struct
 import threading
 import time
 from typing import Callable
@@ -40,6 +45,10 @@ from synfs.synapse.models import StsCredentials
 log = logging.getLogger(__name__)
 quiet_third_party_loggers()
 
+class ShortBody(ConnectionError):
+    """The connection ended before the body promised by Content-Length (retried)."""
+
+
 REFRESH_CODES = frozenset({"ExpiredToken", "InvalidToken", "InvalidAccessKeyId",
                            "TokenRefreshRequired"})
 RETRY_CODES = frozenset({"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout",
@@ -56,6 +65,75 @@ MAX_CLIENTS = 16
 
 def _range(start: int, length: int) -> str:
     return f"bytes={start}-{start + length - 1}"
+
+
+def _consume(body, skip: int, length: int, out: memoryview | None):
+    """Read a botocore ``StreamingBody``: ``length`` bytes after skipping ``skip``; into
+    ``out`` (returns the count) or as bytes. Bytes stream from the socket straight into
+    ``out`` when the body wraps a plain ``http.client`` response."""
+    raw = getattr(body, "_raw_stream", None)
+    fp = getattr(raw, "_fp", None)
+    complete = False
+    try:
+        if out is None or skip or not isinstance(fp, http.client.HTTPResponse):
+            data = body.read()
+            complete = True
+            data = data[skip:skip + length]
+            if out is None:
+                return data
+            out[:len(data)] = data
+            return len(data)
+        want = min(length, len(out))
+        expected = fp.length if fp.length is not None else want
+        got = _recv_body(fp, out[:want]) if fp.length == want and not fp.chunked else 0
+        while got < want:
+            n = fp.readinto(out[got:want])
+            if not n:
+                break
+            got += n
+        if got < min(want, expected):
+            raise ShortBody(f"body ended after {got} of {min(want, expected)} bytes")
+        complete = fp.length in (0, None) or fp.isclosed()
+        if complete:
+            raw.release_conn()
+        return got
+    finally:
+        if not complete:
+            body.close()      # never hand a half-read connection back to the pool
+
+
+def _recv_body(resp: http.client.HTTPResponse, out: memoryview) -> int:
+    """Receive a whole body of ``len(out)`` bytes into ``out`` with one blocking
+    ``recv(MSG_WAITALL)`` on the socket (after what http.client already buffered), bounded by
+    a kernel receive timeout: one GIL hand-off per part instead of one per socket read, which
+    is what lets eight downloads share the process with the FUSE loop. 0 when the response
+    is not a plain socket stream (the caller then reads it the ordinary way)."""
+    buffered = resp.fp
+    sock = getattr(getattr(buffered, "raw", None), "_sock", None)
+    if type(sock) is not socket.socket or not hasattr(buffered, "peek"):
+        return 0            # TLS sockets refuse recv flags: the caller reads the usual way
+    timeout = sock.gettimeout()
+    got = buffered.readinto(out[:min(len(buffered.peek(1)), len(out))])
+    try:
+        sock.settimeout(None)
+        secs = timeout if timeout else 60.0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                        struct.pack("ll", int(secs), int(secs % 1 * 1e6)))
+        while got < len(out):
+            n = sock.recv_into(out[got:], len(out) - got, socket.MSG_WAITALL)
+            if not n:
+                break
+            got += n
+    except OSError as exc:          # the receive timeout (EAGAIN) or a reset
+        raise ShortBody(f"body read failed after {got} of {len(out)} bytes: "
+                        f"{type(exc).__name__}") from None
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
+        sock.settimeout(timeout)
+    resp.length -= got
+    if resp.length == 0:
+        resp.close()                # the body is consumed: the connection can be reused
+    return got
 
 
 class S3Reader:
@@ -106,6 +184,17 @@ class S3Reader:
                    start: int, length: int) -> bytes:
         if length <= 0:
             return b""
+        return self._get(storage_location_id, entity_id, bucket, key, start, length, None)
+
+    def read_into(self, storage_location_id: int, entity_id: int, bucket: str, key: str,
+                  start: int, out: memoryview) -> int:
+        """Stream ``len(out)`` bytes at ``start`` straight into ``out``; returns how many
+        arrived (fewer only at the end of the object)."""
+        if len(out) == 0:
+            return 0
+        return self._get(storage_location_id, entity_id, bucket, key, start, len(out), out)
+
+    def _get(self, storage_location_id, entity_id, bucket, key, start, length, out):
         where = f"syn{entity_id}"
         budget = RetryBudget(self.retry_budget_s)
         refreshed = False
@@ -117,17 +206,14 @@ class S3Reader:
             try:
                 resp = self._client(creds).get_object(Bucket=bucket, Key=key,
                                                       Range=_range(start, length))
-                body = resp["Body"]
-                try:
-                    data = body.read()
-                finally:
-                    body.close()
+                ignored_range = (resp.get("ResponseMetadata", {}).get("HTTPStatusCode") == 200
+                                 and not resp.get("ContentRange"))
+                skip = start if ignored_range else 0    # the server sent the whole object
+                result = _consume(resp["Body"], skip, length, out)
                 log.debug("GetObject %s [%d+%d] -> %d bytes in %.3fs", where, start, length,
-                          len(data), time.monotonic() - started)
-                if resp.get("ResponseMetadata", {}).get("HTTPStatusCode") == 200 \
-                        and not resp.get("ContentRange"):
-                    data = data[start:]          # the server ignored Range: whole object
-                return data[:length]
+                          result if isinstance(result, int) else len(result),
+                          time.monotonic() - started)
+                return result
             except botocore.exceptions.ClientError as exc:
                 err = exc.response.get("Error", {})
                 code = str(err.get("Code", ""))
@@ -149,7 +235,7 @@ class S3Reader:
                 if code in NOT_FOUND_CODES or status == 404:
                     raise NotFound(f"S3 GetObject {where}: {status} {code}", entity=where) from None
                 if code == "InvalidRange" or status == 416:
-                    return b""
+                    return b"" if out is None else 0
                 if status in RETRY_STATUSES or status >= 500 or code in RETRY_CODES:
                     last = f"{status} {code}"
                 else:
@@ -195,6 +281,11 @@ class UrlReader:
 
     def close(self) -> None:
         self._adapter.close()
+
+    def read_into(self, url_provider: Callable[[], str], start: int, out: memoryview) -> int:
+        data = self.read_range(url_provider, start, len(out))
+        out[:len(data)] = data
+        return len(data)
 
     def read_range(self, url_provider: Callable[[], str], start: int, length: int) -> bytes:
         if length <= 0:

@@ -7,6 +7,11 @@ answers into the plain models of ``synfs.synapse.models`` or the typed errors of
 429/5xx and connection errors are retried with jittered exponential backoff inside a per-call
 budget of seconds, then become ``Unavailable``; other 4xx are never retried.
 
+Every request of every thread waits its turn in one ``synfs.synapse.throttle.RateLimiter``
+(production's 3 concurrent / 600 per minute per user), so a busy mount waits instead of
+collecting 429s; identical read-only calls in flight together (GETs; children, bundle and file
+handle batch POSTs) share one request. ``stats`` counts requests sent, ``coalesced`` the rest.
+
 It is blocking and thread-safe: the filesystem calls it from worker threads
 (``trio.to_thread``). Each thread gets its own ``requests.Session``. The token never appears in
 a repr, a log record or an exception message.
@@ -32,10 +37,14 @@ from synfs.errors import (AlreadyExists, AuthenticationFailed, InvalidRequest, N
                           PermissionDenied, StaleUpdate, SynfsError, Unavailable)
 from synfs.synapse.models import (ChildHeader, Entity, FileHandle, StsCredentials,
                                   UploadDestination, kind_of, parse_date, parse_id)
+from synfs.synapse.throttle import Coalescer, RateLimiter, call_key
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+READ_ONLY_POSTS = frozenset({"/entity/children", "/entity/child", "/entity/{id}/bundle2",
+                             "/entity/{id}/version/{id}/bundle2", "/fileHandle/batch",
+                             "/entity/header"})
 BATCH_LIMIT = 100            # POST /fileHandle/batch: at most 100 requestedFiles
 DEFAULT_CHILD_TYPES = ("folder", "file", "link", "project", "table", "entityview", "dataset")
 
@@ -214,14 +223,18 @@ class SynapseClient:
 
     def __init__(self, endpoints: Endpoints | None, token: str, *, retry_budget_s: float = 30.0,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
-                 user_agent: str = f"synfs/{__version__}", pool_size: int = 16):
+                 user_agent: str = f"synfs/{__version__}", pool_size: int = 16,
+                 limiter: RateLimiter | None = None):
         self.endpoints = endpoints or Endpoints()
         self.__token = token
         self.retry_budget_s = retry_budget_s
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.user_agent = user_agent
-        self.stats = CallStats()
+        self.stats = CallStats()           # HTTP requests sent
+        self.coalesced = CallStats()       # calls answered by an identical request in flight
+        self.limiter = limiter if limiter is not None else RateLimiter()
+        self._coalescer = Coalescer()
         self._adapter = shared_adapter(pool_size)
         self._local = threading.local()
 
@@ -251,7 +264,23 @@ class SynapseClient:
 
     def _request(self, method: str, prefix: str, path: str, *, body=None, params=None,
                  entity_id: int | None = None, ok: Iterable[int] = (200, 201, 204)):
-        """One logical call with retries; returns the decoded JSON body (None if empty)."""
+        """One logical call with retries; returns the decoded JSON body (None if empty).
+        Identical read-only calls already in flight are joined instead of sent again."""
+        def send():
+            sent.append(True)
+            return self._send(method, prefix, path, body=body, params=params,
+                              entity_id=entity_id, ok=ok)
+
+        norm, sent = normalize_path(path), []
+        if method != "GET" and not (method == "POST" and norm in READ_ONLY_POSTS):
+            return send()
+        result = self._coalescer.do(call_key(method, prefix, path, body, params, ok), send)
+        if not sent:
+            self.coalesced.incr(f"{method} {norm}")
+        return result
+
+    def _send(self, method: str, prefix: str, path: str, *, body=None, params=None,
+              entity_id: int | None = None, ok: Iterable[int] = (200, 201, 204)):
         base = self.endpoints.repo if prefix == "repo" else self.endpoints.file
         url = base + path
         key = f"{method} {normalize_path(path)}"
@@ -262,9 +291,10 @@ class SynapseClient:
             self.stats.incr(key)
             started = time.monotonic()
             try:
-                resp = self._session().request(
-                    method, url, json=body, params=params, allow_redirects=False,
-                    timeout=(self.connect_timeout, budget.timeout(self.read_timeout)))
+                with self.limiter.slot():
+                    resp = self._session().request(
+                        method, url, json=body, params=params, allow_redirects=False,
+                        timeout=(self.connect_timeout, budget.timeout(self.read_timeout)))
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 last = f"{type(exc).__name__}"

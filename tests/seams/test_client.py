@@ -297,7 +297,9 @@ def test_threads_share_one_client(fake):
     for t in threads:
         t.join()
     assert not errors
-    assert client.stats["GET /userProfile"] == 80 and len(fake.calls()) == 80
+    sent, joined = client.stats["GET /userProfile"], client.coalesced["GET /userProfile"]
+    assert sent + joined == 80 and len(fake.calls()) == sent    # identical GETs coalesce
+    assert client.limiter.peak_in_flight <= 3
     client.close()
 
 

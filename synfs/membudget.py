@@ -1,0 +1,241 @@
+"""One memory budget for every read buffer of the mount (``--max-memory``), and the buffers.
+
+Owns how much memory the prefetch windows of all open files hold together, so that a job
+opening 500 files does not multiply it (design lesson 9). Everything here lives in the trio
+thread; worker threads only fill buffers they were handed.
+
+* ``Buffer``: one read buffer. Buffers of 64 KiB or more are anonymous ``mmap`` regions in
+  power-of-two size classes (huge pages where the kernel allows), kept in a free list and
+  reused, so a sequential read does not page-fault its way through fresh memory and memory
+  given back is really returned to the kernel (no malloc arena fragmentation). Smaller ones
+  are plain ``bytearray`` objects.
+* ``MemoryBudget``: accounts every buffer it handed out *and* every free buffer it keeps.
+  ``try_alloc`` (prefetch) never waits and never takes the last ``direct_reserve`` bytes; when
+  it fails it first drops free buffers, then asks idle owners (open files that have not read
+  for ``idle_s`` seconds) to give their buffered parts back (``owner.shrink()``), then says
+  no; the prefetcher then stops growing its window. ``alloc_direct`` (the fallback for a read
+  that must be served now) may use the whole limit and waits for other direct reads to
+  finish, which always happens, so the read path cannot deadlock on memory.
+  ``fair_share()`` is the window an open file may grow to while others are reading too.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import time
+import weakref
+from typing import Callable, Protocol
+
+import trio
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+MIN_POOLED = 64 * 1024          # smaller buffers are plain bytearrays, never pooled
+HUGE_PAGE = 2 * MiB
+
+
+def size_class(n: int) -> int:
+    """The pooled size for ``n`` bytes: the next power of two, at least ``MIN_POOLED``."""
+    if n <= MIN_POOLED:
+        return MIN_POOLED
+    return 1 << (n - 1).bit_length()
+
+
+class Owner(Protocol):
+    last_active: float
+
+    def shrink(self) -> int: ...
+
+
+class Buffer:
+    """A writable region of ``capacity`` bytes; ``view(n)`` is a memoryview of its first n."""
+
+    __slots__ = ("capacity", "_mem", "pooled")
+
+    def __init__(self, capacity: int, pooled: bool):
+        self.capacity = capacity
+        self.pooled = pooled
+        if pooled:
+            self._mem = mmap.mmap(-1, capacity)
+            if capacity >= HUGE_PAGE and hasattr(mmap, "MADV_HUGEPAGE"):
+                try:
+                    self._mem.madvise(mmap.MADV_HUGEPAGE)
+                except OSError:
+                    pass
+        else:
+            self._mem = bytearray(capacity)
+
+    def view(self, n: int | None = None) -> memoryview:
+        mv = memoryview(self._mem)
+        return mv if n is None else mv[:n]
+
+    def exported(self) -> bool:
+        """Is a view of this buffer still alive somewhere (e.g. a read's reply)?"""
+        if not self.pooled:
+            return True
+        try:
+            self._mem.resize(self.capacity)     # refused while views exist; else a no-op
+        except BufferError:
+            return True
+        return False
+
+    def close(self) -> None:
+        if self.pooled:
+            try:
+                self._mem.close()
+            except BufferError:     # a view is still alive somewhere: GC unmaps it later
+                pass
+
+
+class MemoryBudget:
+    def __init__(self, limit: int, *, direct_reserve: int | None = None,
+                 keep_free: int | None = None, idle_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        if limit <= 0:
+            raise ValueError("the memory budget must be positive")
+        self.limit = limit
+        self.direct_reserve = (direct_reserve if direct_reserve is not None
+                               else max(2 * MiB, min(64 * MiB, limit // 8)))
+        self.keep_free = keep_free if keep_free is not None else limit // 2
+        self.idle_s = idle_s
+        self.clock = clock
+        self.used = 0                  # bytes of all buffers: handed out + kept free
+        self.direct_used = 0
+        self.peak = 0
+        self._free: dict[int, list[Buffer]] = {}
+        self._free_bytes = 0
+        self._owners: weakref.WeakSet = weakref.WeakSet()
+        self._changed = trio.Event()
+        self.stats = {"refused": 0, "reclaimed": 0, "direct": 0, "direct_waits": 0,
+                      "allocated": 0, "reused": 0}
+
+    def __repr__(self) -> str:
+        return (f"MemoryBudget(limit={self.limit}, used={self.used}, free={self._free_bytes}, "
+                f"direct={self.direct_used})")
+
+    # ---- owners (open files with prefetched parts) -----------------------------------
+    def register(self, owner: Owner) -> None:
+        self._owners.add(owner)
+
+    def unregister(self, owner: Owner) -> None:
+        self._owners.discard(owner)
+
+    def owners(self) -> int:
+        return len(self._owners)
+
+    def active_owners(self) -> int:
+        now = self.clock()
+        return sum(1 for o in list(self._owners) if now - o.last_active < self.idle_s)
+
+    def fair_share(self) -> int:
+        """How much one reading file may buffer while the others read too."""
+        return (self.limit - self.direct_reserve) // max(1, self.active_owners())
+
+    # ---- allocation ------------------------------------------------------------------
+    def _take_free(self, cls: int) -> Buffer | None:
+        bucket = self._free.get(cls)
+        if bucket:
+            buf = bucket.pop()
+            self._free_bytes -= cls
+            self.stats["reused"] += 1
+            return buf
+        return None
+
+    def _new(self, n: int) -> Buffer:
+        cls = size_class(n)
+        pooled = n > MIN_POOLED
+        buf = Buffer(cls if pooled else n, pooled)
+        self.used += buf.capacity
+        self.peak = max(self.peak, self.used)
+        self.stats["allocated"] += 1
+        return buf
+
+    def _drop_free(self, need: int) -> None:
+        """Unmap free buffers until ``need`` more bytes fit (or none are left)."""
+        for cls in sorted(self._free, reverse=True):
+            bucket = self._free[cls]
+            while bucket and self.used + need > self._ceiling():
+                bucket.pop().close()
+                self._free_bytes -= cls
+                self.used -= cls
+
+    def _ceiling(self) -> int:
+        return self.limit - self.direct_reserve
+
+    def _fits(self, n: int, ceiling: int) -> bool:
+        return self.used + n <= ceiling
+
+    def try_alloc(self, n: int, owner: Owner | None = None) -> Buffer | None:
+        """A buffer for prefetching ``n`` bytes, or None when the budget is spent."""
+        if n > MIN_POOLED:
+            buf = self._take_free(size_class(n))
+            if buf is not None:
+                return buf
+        need = size_class(n) if n > MIN_POOLED else n
+        if not self._fits(need, self._ceiling()):
+            self._drop_free(need)
+        if not self._fits(need, self._ceiling()):
+            self._reclaim(need, owner)
+        if not self._fits(need, self._ceiling()):
+            self.stats["refused"] += 1
+            return None
+        return self._new(n)
+
+    def _reclaim(self, need: int, asking: Owner | None) -> None:
+        now = self.clock()
+        idle = sorted((o for o in list(self._owners)
+                       if o is not asking and now - o.last_active >= self.idle_s),
+                      key=lambda o: o.last_active)
+        for owner in idle:
+            freed = owner.shrink()
+            if freed:
+                self.stats["reclaimed"] += 1
+                log.debug("reclaimed %d bytes from an idle open file", freed)
+            self._drop_free(need)
+            if self._fits(need, self._ceiling()):
+                return
+
+    async def alloc_direct(self, n: int) -> Buffer:
+        """A buffer for a read that must be served now; waits only for other direct reads."""
+        self.stats["direct"] += 1
+        need = size_class(n) if n > MIN_POOLED else n
+        while True:
+            if n > MIN_POOLED:
+                buf = self._take_free(size_class(n))
+                if buf is not None:
+                    self.direct_used += buf.capacity
+                    return buf
+            if not self._fits(need, self.limit):
+                self._drop_free(need)
+            # a lone direct read always proceeds, so one larger than the reserve cannot hang
+            if self._fits(need, self.limit) or self.direct_used == 0:
+                buf = self._new(n)
+                self.direct_used += buf.capacity
+                return buf
+            self.stats["direct_waits"] += 1
+            await self._changed.wait()
+
+    def free(self, buf: Buffer, direct: bool = False) -> None:
+        """Give a buffer back: kept for reuse while the free list is small, else unmapped."""
+        if direct:
+            self.direct_used -= buf.capacity
+        if (buf.pooled and self._free_bytes + buf.capacity <= self.keep_free
+                and not buf.exported()):          # never reuse memory a reply still shows
+            self._free.setdefault(buf.capacity, []).append(buf)
+            self._free_bytes += buf.capacity
+        else:
+            buf.close()
+            self.used -= buf.capacity
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def trim(self) -> None:
+        """Unmap every free buffer (e.g. when the mount goes idle)."""
+        for cls, bucket in self._free.items():
+            while bucket:
+                bucket.pop().close()
+                self.used -= cls
+        self._free_bytes = 0
+

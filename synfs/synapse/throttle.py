@@ -1,0 +1,129 @@
+"""Scheduling of Synapse REST calls within production's per-user limits, and coalescing.
+
+Owns two blocking, thread-safe helpers of ``synfs.synapse.client``:
+
+* ``RateLimiter``: at most 3 requests in flight and at most 600 sent in any 60 s, shared by
+  every thread of the process (production Synapse answers 429 beyond either).
+* ``Coalescer``: concurrent calls with the same key share one execution and its outcome.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import json
+import logging
+import threading
+import time
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT = 3           # production: concurrent requests per user
+MAX_PER_PERIOD = 600         # production: requests per user per minute
+PERIOD_S = 60.0
+
+
+class RateLimiter:
+    """At most ``concurrency`` requests in flight and at most ``max_requests`` sent in any
+    ``period`` seconds (plus ``margin``, for clock and network skew), across all threads.
+    A sliding window rather than a token bucket: a bucket refilling at the same rate would
+    allow its burst on top of the rate and overrun the server's window. Blocking."""
+
+    def __init__(self, concurrency: int = MAX_CONCURRENT, max_requests: int = MAX_PER_PERIOD,
+                 period: float = PERIOD_S, *, margin: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.concurrency = concurrency
+        self.max_requests = max_requests
+        self.period = period
+        self.margin = margin
+        self.clock = clock
+        self.sleep = sleep
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._lock = threading.Lock()
+        self._sent: collections.deque[float] = collections.deque()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.waits = 0               # times a request waited for the per-period limit
+        self.waited_s = 0.0
+
+    @contextlib.contextmanager
+    def slot(self):
+        self._slots.acquire()
+        try:
+            self._wait_turn()
+            with self._lock:
+                self.in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+        finally:
+            self._slots.release()
+
+    def _wait_turn(self) -> None:
+        while True:
+            with self._lock:
+                now = self.clock()
+                window = self.period + self.margin
+                while self._sent and now - self._sent[0] >= window:
+                    self._sent.popleft()
+                if len(self._sent) < self.max_requests:
+                    self._sent.append(now)
+                    return
+                delay = self._sent[0] + window - now
+                self.waits += 1
+                self.waited_s += delay
+            log.debug("Synapse request limit (%d per %gs): waiting %.2fs", self.max_requests,
+                      self.period, delay)
+            self.sleep(delay)
+
+
+class _Flight:
+    def __init__(self):
+        self.done = threading.Event()
+        self.result = None
+        self.error: BaseException | None = None
+
+
+class Coalescer:
+    """Concurrent calls with the same key share one execution (threads)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._flights: dict[tuple, _Flight] = {}
+
+    def do(self, key: tuple, fn: Callable[[], object]):
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            return copy.deepcopy(flight.result)    # callers may not share mutable answers
+        try:
+            flight.result = fn()
+            return flight.result
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+
+def call_key(*parts) -> tuple:
+    """A hashable key for a call from its method, path, JSON body, params..."""
+    return tuple(json.dumps(p, sort_keys=True, separators=(",", ":"), default=str)
+                 for p in parts)

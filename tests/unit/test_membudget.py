@@ -1,0 +1,152 @@
+"""Unit tests of the memory budget (synfs.membudget): limits, reuse, reclaiming from idle
+open files, direct reads that wait instead of deadlocking, and fair shares."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from synfs.membudget import MIN_POOLED, MemoryBudget, size_class
+
+MiB = 1024 * 1024
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+class Owner:
+    def __init__(self, budget, clock):
+        self.budget = budget
+        self.bufs = []
+        self.last_active = clock()
+        self.shrunk = 0
+        budget.register(self)
+
+    def shrink(self) -> int:
+        self.shrunk += 1
+        freed = sum(b.capacity for b in self.bufs)
+        for b in self.bufs:
+            self.budget.free(b)
+        self.bufs = []
+        return freed
+
+
+def test_size_classes():
+    assert size_class(1) == MIN_POOLED
+    assert size_class(MIN_POOLED + 1) == 2 * MIN_POOLED
+    assert size_class(MiB + 128 * 1024) == 2 * MiB
+    assert size_class(8 * MiB) == 8 * MiB
+
+
+def test_prefetch_allocations_stay_below_the_direct_reserve():
+    b = MemoryBudget(16 * MiB, direct_reserve=4 * MiB, keep_free=0)
+    got = [b.try_alloc(4 * MiB) for _ in range(4)]
+    assert sum(x is not None for x in got) == 3         # 12 MiB: the last 4 are reserved
+    assert b.stats["refused"] == 1 and b.used == 12 * MiB
+    for x in got:
+        if x is not None:
+            b.free(x)
+    assert b.used == 0 and b.peak == 12 * MiB
+
+
+def test_freed_buffers_are_reused_then_unmapped_beyond_keep_free():
+    b = MemoryBudget(64 * MiB, keep_free=8 * MiB)
+    x = b.try_alloc(3 * MiB)
+    assert x.capacity == 4 * MiB
+    x.view(3)[:] = b"abc"
+    b.free(x)
+    y = b.try_alloc(4 * MiB)
+    assert y is x and b.stats["reused"] == 1
+    z = [b.try_alloc(8 * MiB) for _ in range(2)]
+    for buf in (y, *z):
+        b.free(buf)
+    assert b.used == b._free_bytes <= 8 * MiB
+    b.trim()
+    assert b.used == 0
+
+
+def test_small_buffers_are_exact_and_not_pooled():
+    b = MemoryBudget(16 * MiB)
+    x = b.try_alloc(1000)
+    assert x.capacity == 1000 and not x.pooled
+    b.free(x)
+    assert b.used == 0
+
+
+def test_idle_owners_give_their_buffers_back():
+    clock = Clock()
+    b = MemoryBudget(16 * MiB, direct_reserve=2 * MiB, keep_free=0, idle_s=1.0, clock=clock)
+    idle, busy = Owner(b, clock), Owner(b, clock)
+    idle.bufs = [b.try_alloc(4 * MiB, idle) for _ in range(2)]
+    busy.bufs = [b.try_alloc(4 * MiB, busy)]
+    clock.t += 5
+    busy.last_active = clock()
+    assert b.try_alloc(4 * MiB, busy) is not None      # 12 + 4 > 14: the idle owner pays
+    assert idle.shrunk == 1 and idle.bufs == [] and b.stats["reclaimed"] == 1
+    assert busy.shrunk == 0
+
+
+def test_active_owners_are_not_robbed():
+    clock = Clock()
+    b = MemoryBudget(16 * MiB, direct_reserve=2 * MiB, keep_free=0, clock=clock)
+    a, c = Owner(b, clock), Owner(b, clock)
+    a.bufs = [b.try_alloc(8 * MiB, a)]
+    assert b.try_alloc(8 * MiB, c) is None and a.shrunk == 0
+
+
+def test_fair_share_divides_among_active_readers():
+    clock = Clock()
+    b = MemoryBudget(66 * MiB, direct_reserve=2 * MiB, clock=clock)
+    owners = [Owner(b, clock) for _ in range(4)]
+    assert b.fair_share() == 16 * MiB
+    clock.t += 10
+    owners[0].last_active = clock()
+    assert b.fair_share() == 64 * MiB
+
+
+def test_direct_reads_wait_for_each_other_not_for_prefetch():
+    b = MemoryBudget(16 * MiB, direct_reserve=4 * MiB, keep_free=0)
+    held = [b.try_alloc(4 * MiB) for _ in range(3)]     # prefetch holds its whole ceiling
+    assert all(held)
+    order = []
+
+    async def direct(name, hold):
+        buf = await b.alloc_direct(4 * MiB)
+        order.append(("got", name))
+        await trio.sleep(hold)
+        b.free(buf, direct=True)
+
+    async def main():
+        async with trio.open_nursery() as n:
+            n.start_soon(direct, "a", 0.05)
+            await trio.sleep(0.01)
+            n.start_soon(direct, "b", 0)
+            await trio.sleep(0.02)
+            assert order == [("got", "a")]              # b waits for a, not forever
+        assert order == [("got", "a"), ("got", "b")]
+        assert b.direct_used == 0 and b.stats["direct_waits"] >= 1
+
+    trio.run(main)
+
+
+def test_a_lone_direct_read_larger_than_the_reserve_proceeds():
+    b = MemoryBudget(16 * MiB, direct_reserve=2 * MiB, keep_free=0)
+    held = [b.try_alloc(2 * MiB) for _ in range(7)]
+    assert all(held)
+
+    async def main():
+        buf = await b.alloc_direct(8 * MiB)
+        assert buf.capacity == 8 * MiB
+        b.free(buf, direct=True)
+
+    trio.run(main)
+
+
+def test_limit_must_be_positive():
+    with pytest.raises(ValueError):
+        MemoryBudget(0)
