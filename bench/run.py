@@ -1,0 +1,183 @@
+"""Run every benchmark scenario of issue 5 against one emulator + SeaweedFS and write the
+report (``docs/benchmarks.md``, ``.png``, ``.json``). Usage (as root, after
+``./scripts/bench.sh`` installed what it needs): ``python -m bench.run [--reps N]``.
+
+Order, chosen to fit the time budget: start the world and seed it; scenarios 1-3 on a quiet
+machine; start scenario 5 in the background (its latency and throttling apply to the whole
+emulator; rate-limited by design, it is about 9 minutes of mostly waiting); scenarios 4 and 6
+meanwhile; scenario 5's warm runs once those are over; then one extra cold synfs read of
+scenario 1 under py-spy, with CPU accounting of every process involved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import report
+from bench.metadata import MetadataBench
+from bench.mounts import cpu_seconds, drop_caches
+from bench.scenarios import DataBench, dd, direct_read
+from bench.world import ROOT, World
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def weed_pid(world: World) -> int | None:
+    needle = os.fsencode(str(world.emulator.data_dir))
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                argv = Path(entry.path, "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"weed" in argv.split(b"\0")[0] and needle in argv:
+                return int(entry.name)
+    return None
+
+
+def profile_and_cpu(bench: DataBench, world: World, workdir: Path) -> tuple[dict, dict]:
+    """One more cold synfs read of the 1 GiB file, untimed for the results: CPU seconds of
+    each process involved, and a py-spy profile of the daemon."""
+    syn = bench.synfs("profile-synfs")
+    try:
+        path = syn.path / "seq/one-GiB.bin"
+        dd(path)                                          # warm the daemon (metadata, STS)
+        procs = {"synfs daemon": syn.pid, "SeaweedFS (weed)": weed_pid(world),
+                 "emulator (REST + S3 proxy)": world.emulator.proc.pid}
+        drop_caches()
+        before = {k: cpu_seconds(p) for k, p in procs.items() if p}
+        started = time.monotonic()
+        usage0 = os.times()
+        wall = dd(path)
+        usage1 = os.times()
+        cpu = {k: cpu_seconds(procs[k]) - v for k, v in before.items()}
+        cpu["dd (the reader)"] = usage1.children_user + usage1.children_system - (
+            usage0.children_user + usage0.children_system)
+        busy = sum(cpu.values()) / (wall * os.cpu_count())
+        cpu_info = {"processes": cpu, "wall_s": time.monotonic() - started,
+                    "cores": os.cpu_count(), "busy": min(busy, 1.0)}
+        # the same for the direct client, for comparison
+        others = {k: p for k, p in procs.items() if k != "synfs daemon" and p}
+        before = {k: cpu_seconds(p) for k, p in others.items()}
+        mine = time.process_time()
+        wall = direct_read(bench.s3, bench.lay["bucket"], [bench.obj("seq/one-GiB.bin")])
+        direct = {k: cpu_seconds(p) - before[k] for k, p in others.items()}
+        direct["direct boto3 client"] = time.process_time() - mine
+        cpu_info["direct"] = {"processes": direct, "wall_s": wall,
+                              "busy": min(sum(direct.values()) / (wall * os.cpu_count()), 1.0)}
+        raw = workdir / "profile.txt"
+        drop_caches()
+        py_spy = Path(sys.executable).with_name("py-spy")
+        spy = subprocess.Popen([str(py_spy) if py_spy.exists() else "py-spy", "record",
+                                "--gil", "-p", str(syn.pid),
+                                "-d", "30", "-r", "250", "-f", "raw", "-o", str(raw),
+                                "--nonblocking"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        dd(path)
+        spy.send_signal(signal.SIGINT)      # py-spy writes its output on SIGINT
+        spy.wait(30)
+        prof = summarize(raw) if raw.exists() else {}
+    finally:
+        syn.stop()
+    return prof, cpu_info
+
+
+def summarize(raw: Path) -> dict:
+    own, incl, total = collections.Counter(), collections.Counter(), 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        frames, n = stack.split(";"), int(n)
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            if "synfs/" in f or "pyfuse3" in f or "botocore/" in f or "socket.py" in f:
+                incl[f] += n
+    pct = (lambda c: [(v * 100 / total, k) for k, v in c.most_common(25)]) if total else (
+        lambda c: [])
+    return {"samples": total, "self": pct(own), "inclusive": pct(incl)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", type=Path, default=Path("/var/tmp/synfs-bench"))
+    p.add_argument("--docs", type=Path, default=ROOT / "docs")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--skip-metadata", action="store_true", help="leave out scenario 5")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("bench: run as root (drop_caches, clear_refs, FUSE mounts)", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    res: dict = {"meta": {"date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                          "host": f"{os.cpu_count()} cores, Linux {platform.release()}",
+                          "load_before": load(), "reps": args.reps}}
+    world = World(args.workdir / "world", log=log)
+    meta = None
+    try:
+        log("starting the emulator and SeaweedFS")
+        world.start()
+        world.setup()
+        world.seed_small()
+        world.seed_large()
+        bench = DataBench(world, args.workdir, reps=args.reps, log=log)
+        syn, rc = bench.synfs("synfs"), bench.rclone("rclone")
+        try:
+            log("scenarios 1 and 2: sequential reads")
+            bench.sequential(syn, rc)
+            log("scenario 3: random reads")
+            bench.random_reads(syn, rc)
+        finally:
+            syn.stop()
+            rc.stop()
+        if not args.skip_metadata:
+            log("scenario 5 (metadata, throttled) starts in the background")
+            meta = MetadataBench(world, args.workdir, log=log)
+            meta.start()
+        log("scenario 4: cp -r" + (" (scenario 5's latency applies)" if meta else ""))
+        bench.copy_tree(bench.rclone, bench.synfs)
+        log("scenario 6: 32 files at once")
+        bench.many_files()
+        res.update(bench.results)
+        res["copy"]["during_metadata"] = meta is not None
+        if meta is not None:
+            meta.quiet.set()                      # its warm runs wait for a quiet machine
+            log("waiting for scenario 5")
+            res["metadata"] = meta.wait()
+        log("profile of one more scenario-1 read (machine quiet)")
+        res["profile"], res["cpu"] = profile_and_cpu(bench, world, args.workdir)
+    finally:
+        world.stop()
+    res["meta"]["load_after"] = load()
+    res["meta"]["duration_s"] = time.monotonic() - started
+    notes_file = ROOT / "bench" / "analysis.md"
+    report.write(res, args.docs, notes_file.read_text() if notes_file.exists() else "")
+    for t in res["targets"]:
+        log(f"{t['target']}: {report._fmt(t)} -> {report._gap(t)}")
+    log(f"done in {res['meta']['duration_s'] / 60:.1f} min; report in {args.docs}/benchmarks.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
