@@ -21,7 +21,6 @@ query strings carry signatures) and credentials are never logged or put in excep
 
 from __future__ import annotations
 
-import collections
 import http.client
 import logging
 import socket
@@ -31,7 +30,6 @@ import time
 from typing import Callable
 from urllib.parse import urlsplit
 
-import boto3
 import botocore.config
 import botocore.exceptions
 import requests
@@ -40,6 +38,7 @@ import urllib3.exceptions
 from synfs.errors import NotFound, PermissionDenied, Unavailable
 from synfs.synapse.client import (CallStats, RetryBudget, quiet_third_party_loggers,
                                   shared_adapter, thread_session)
+from synfs.s3.clients import ClientCache
 from synfs.synapse.models import StsCredentials
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,6 @@ TRANSPORT_ERRORS = (botocore.exceptions.HTTPClientError, botocore.exceptions.Con
                     botocore.exceptions.IncompleteReadError, urllib3.exceptions.HTTPError,
                     ConnectionError, TimeoutError)
 URL_LIFETIME_S = 25.0        # pre-signed URLs live 30 s; refetch before a retry after this
-MAX_CLIENTS = 16
 
 
 def _range(start: int, length: int) -> str:
@@ -155,30 +153,13 @@ class S3Reader:
             max_pool_connections=max_pool, tcp_keepalive=True,
             response_checksum_validation="when_required",
             request_checksum_calculation="when_required")
-        self._session = boto3.session.Session()
-        self._clients: collections.OrderedDict[tuple[str, str], object] = collections.OrderedDict()
-        self._lock = threading.Lock()
+        self._clients = ClientCache(endpoint_url, self._config)
 
     def __repr__(self) -> str:
         return f"S3Reader(endpoint_url={self.endpoint_url!r}, clients={len(self._clients)})"
 
     def _client(self, creds: StsCredentials):
-        key = (creds.access_key_id, creds.session_token)
-        with self._lock:     # boto3 sessions are not thread-safe: create clients under a lock
-            client = self._clients.get(key)
-            if client is None:
-                client = self._session.client(
-                    "s3", endpoint_url=self.endpoint_url, config=self._config,
-                    aws_access_key_id=creds.access_key_id,
-                    aws_secret_access_key=creds.secret_access_key,
-                    aws_session_token=creds.session_token)
-                self._clients[key] = client
-                while len(self._clients) > MAX_CLIENTS:
-                    _, old = self._clients.popitem(last=False)
-                    old.close()
-            else:
-                self._clients.move_to_end(key)
-            return client
+        return self._clients.get(creds)
 
     def read_range(self, storage_location_id: int, entity_id: int, bucket: str, key: str,
                    start: int, length: int) -> bytes:
@@ -250,10 +231,7 @@ class S3Reader:
                                   f"{self.retry_budget_s:g}s ({last})", entity=where)
 
     def close(self) -> None:
-        with self._lock:
-            clients, self._clients = list(self._clients.values()), collections.OrderedDict()
-        for client in clients:
-            client.close()
+        self._clients.close()
 
 
 class UrlReader:

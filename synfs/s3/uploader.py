@@ -31,7 +31,6 @@ Blocking and thread-safe (worker threads). Credentials never appear in logs or m
 from __future__ import annotations
 
 import base64
-import collections
 import concurrent.futures
 import hashlib
 import logging
@@ -39,7 +38,6 @@ import os
 import threading
 import time
 
-import boto3
 import botocore.config
 import botocore.exceptions
 
@@ -48,6 +46,7 @@ from synfs.errors import (ContentChanged, FileTooLarge, NotFound, PermissionDeni
 from synfs.s3.reader import (NOT_FOUND_CODES, REFRESH_CODES, RETRY_CODES, RETRY_STATUSES,
                              TRANSPORT_ERRORS)
 from synfs.synapse.client import CallStats, RetryBudget, quiet_third_party_loggers
+from synfs.s3.clients import ClientCache
 from synfs.synapse.models import StsCredentials
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,6 @@ quiet_third_party_loggers()
 PERMISSION = "read_write"
 ACL = "bucket-owner-full-control"
 MAX_PARTS = 10_000
-MAX_CLIENTS = 16
 ABORT_BUDGET_S = 10.0
 QUOTA_CODES = frozenset({"QuotaExceeded", "XMinioAdminBucketQuotaExceeded",
                          "XMinioStorageFull", "InsufficientStorage"})
@@ -122,8 +120,7 @@ class S3Uploader:
             max_pool_connections=max(10, 2 * max_concurrency), tcp_keepalive=True,
             response_checksum_validation="when_required",
             request_checksum_calculation="when_required")
-        self._session = boto3.session.Session()
-        self._clients: collections.OrderedDict[tuple[str, str], object] = collections.OrderedDict()
+        self._clients = ClientCache(endpoint_url, self._config)
         self._no_acl: set[str] = set()
         self._lock = threading.Lock()
 
@@ -131,10 +128,7 @@ class S3Uploader:
         return f"S3Uploader(endpoint_url={self.endpoint_url!r}, part_size={self.part_size})"
 
     def close(self) -> None:
-        with self._lock:
-            clients, self._clients = list(self._clients.values()), collections.OrderedDict()
-        for client in clients:
-            client.close()
+        self._clients.close()
 
     # ---- public ----------------------------------------------------------------------------
     def upload(self, storage_location_id: int, entity_id: int, bucket: str, key: str,
@@ -302,22 +296,7 @@ class S3Uploader:
         return self._call(op, target, lambda c: fn(c, {}))
 
     def _client(self, creds: StsCredentials):
-        key = (creds.access_key_id, creds.session_token)
-        with self._lock:     # boto3 sessions are not thread-safe: create clients under a lock
-            client = self._clients.get(key)
-            if client is None:
-                client = self._session.client(
-                    "s3", endpoint_url=self.endpoint_url, config=self._config,
-                    aws_access_key_id=creds.access_key_id,
-                    aws_secret_access_key=creds.secret_access_key,
-                    aws_session_token=creds.session_token)
-                self._clients[key] = client
-                while len(self._clients) > MAX_CLIENTS:
-                    _, old = self._clients.popitem(last=False)
-                    old.close()
-            else:
-                self._clients.move_to_end(key)
-            return client
+        return self._clients.get(creds)
 
     def _call(self, op: str, target: _Target, fn, *, acl_sensitive: bool = False,
               missing_ok: bool = False, budget_s: float | None = None):

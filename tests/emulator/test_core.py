@@ -8,8 +8,6 @@ import sys
 import threading
 import time
 
-import pytest
-import requests
 
 from tests.harness import ROOT, Api, EmulatorProcess
 
