@@ -27,7 +27,14 @@ def targets(res: dict) -> list[dict]:
     s1 = res.get("seq1")
     if s1:
         v = s1["seconds"]["direct"] / s1["seconds"]["synfs"]
-        add("1: sequential 1 GiB vs direct boto3", v, 0.8, v >= 0.8)
+        quiet = res.get("cpu") or {}
+        if quiet.get("direct"):      # the re-run at the end counts too: the lower ratio is reported
+            q = quiet["direct"]["wall_s"] / quiet["wall_s"]
+            note = f"medians {v:.2f}x, re-run at the end {q:.2f}x"
+            v = min(v, q)
+        else:
+            note = ""
+        add("1: sequential 1 GiB vs direct boto3", v, 0.8, v >= 0.8, note=note)
         v = s1["seconds"]["rclone"] / s1["seconds"]["synfs"]
         add("1: sequential 1 GiB vs rclone mount", v, 2.0, v >= 2.0)
     s2 = res.get("seq4")
@@ -85,7 +92,8 @@ def markdown(res: dict, notes: str = "") -> str:
         "![benchmarks](benchmarks.png)", "", "## Targets", "",
         "| target | measured | |", "|---|---|---|"]
     for t in res["targets"]:
-        lines.append(f"| {t['target']} | {_fmt(t)} | {_gap(t)} |")
+        note = f" ({t['note']})" if t.get("note") else ""
+        lines.append(f"| {t['target']} | {_fmt(t)}{note} | {_gap(t)} |")
     lines += ["", "## Results", ""]
     for key, title in (("seq1", "1. Sequential read of a 1 GiB file, one stream"),
                        ("seq4", "2. Four 256 MiB files read at once")):
@@ -107,7 +115,9 @@ def markdown(res: dict, notes: str = "") -> str:
                   "|---|---|---|---|"]
         for tool in ("synfs", "direct", "rclone"):
             rss = r["peak_rss"].get(tool)
-            lines.append(f"| {_tool(tool)} | {r['iops'][tool]:.0f} | {r['mib_s'][tool]:.1f} | "
+            name = "direct boto3 (one 256 KiB ranged GET at a time)" if tool == "direct" \
+                else _tool(tool)
+            lines.append(f"| {name} | {r['iops'][tool]:.0f} | {r['mib_s'][tool]:.1f} | "
                          f"{'-' if not rss else f'{rss / MiB:.0f} MiB'} |")
         lines.append("")
     r = res.get("copy")
@@ -153,7 +163,8 @@ def markdown(res: dict, notes: str = "") -> str:
     cpu = res.get("cpu")
     if cpu:
         d = cpu.get("direct", {"processes": {}, "wall_s": 0, "busy": 0})
-        lines += ["## Where the CPU went (1 GiB read once more, machine quiet)", "",
+        lines += ["## Where the CPU went (1 GiB read once more by each, after the other "
+                  "scenarios)", "",
                   "| process | CPU s, synfs read | CPU s, direct boto3 read |", "|---|---|---|"]
         for name in dict.fromkeys([*cpu["processes"], *d["processes"]]):
             a, b = cpu["processes"].get(name), d["processes"].get(name)

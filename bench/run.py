@@ -2,11 +2,12 @@
 report (``docs/benchmarks.md``, ``.png``, ``.json``). Usage (as root, after
 ``./scripts/bench.sh`` installed what it needs): ``python -m bench.run [--reps N]``.
 
-Order, chosen to fit the time budget: start the world and seed it; scenarios 1-3 on a quiet
-machine; start scenario 5 in the background (its latency and throttling apply to the whole
-emulator; rate-limited by design, it is about 9 minutes of mostly waiting); scenarios 4 and 6
-meanwhile; scenario 5's warm runs once those are over; then one extra cold synfs read of
-scenario 1 under py-spy, with CPU accounting of every process involved.
+Order, chosen to fit the time budget: start the world, seed the small files, start scenario
+5 in the background (its latency and throttling apply to the whole emulator; rate-limited by
+design, it is about 10 minutes of mostly waiting: 4 clients at 10 requests/s); seed the large
+files and run scenarios 1-4 and 6 meanwhile; scenario 5's warm runs once those are over; then,
+on a quiet machine, one more cold read of scenario 1 by synfs and by direct boto3 with CPU
+accounting of every process involved, and one under py-spy.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def weed_pid(world: World) -> int | None:
 
 
 def profile_and_cpu(bench: DataBench, world: World, workdir: Path) -> tuple[dict, dict]:
-    """One more cold synfs read of the 1 GiB file, untimed for the results: CPU seconds of
-    each process involved, and a py-spy profile of the daemon."""
+    """One more cold read of the 1 GiB file by synfs and by direct boto3, with the CPU seconds
+    of each process involved, then one under py-spy (GIL samples) for the daemon's profile."""
     syn = bench.synfs("profile-synfs")
     try:
         path = syn.path / "seq/one-GiB.bin"
@@ -140,6 +141,10 @@ def main(argv=None) -> int:
         world.start()
         world.setup()
         world.seed_small()
+        if not args.skip_metadata:
+            log("scenario 5 (metadata, throttled) starts in the background")
+            meta = MetadataBench(world, args.workdir, log=log)
+            meta.start()
         world.seed_large()
         bench = DataBench(world, args.workdir, reps=args.reps, log=log)
         syn, rc = bench.synfs("synfs"), bench.rclone("rclone")
@@ -151,10 +156,6 @@ def main(argv=None) -> int:
         finally:
             syn.stop()
             rc.stop()
-        if not args.skip_metadata:
-            log("scenario 5 (metadata, throttled) starts in the background")
-            meta = MetadataBench(world, args.workdir, log=log)
-            meta.start()
         log("scenario 4: cp -r" + (" (scenario 5's latency applies)" if meta else ""))
         bench.copy_tree(bench.rclone, bench.synfs)
         log("scenario 6: 32 files at once")
@@ -165,7 +166,7 @@ def main(argv=None) -> int:
             meta.quiet.set()                      # its warm runs wait for a quiet machine
             log("waiting for scenario 5")
             res["metadata"] = meta.wait()
-        log("profile of one more scenario-1 read (machine quiet)")
+        log("CPU accounting and profile of one more scenario-1 read")
         res["profile"], res["cpu"] = profile_and_cpu(bench, world, args.workdir)
     finally:
         world.stop()
