@@ -10,10 +10,23 @@ import collections
 import threading
 
 import boto3
+import botocore.config
 
 from synfs.synapse.models import StsCredentials
 
 MAX_CLIENTS = 16
+
+
+def s3_config(connect_timeout: float, read_timeout: float, max_pool: int):
+    """How every synfs S3 client talks: path-style, us-east-1, no botocore retries (the
+    callers retry within their own budget), checksums only where S3 requires them."""
+    return botocore.config.Config(
+        region_name="us-east-1", signature_version="s3v4", s3={"addressing_style": "path"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        connect_timeout=connect_timeout, read_timeout=read_timeout,
+        max_pool_connections=max_pool, tcp_keepalive=True,
+        response_checksum_validation="when_required",
+        request_checksum_calculation="when_required")
 
 
 class ClientCache:

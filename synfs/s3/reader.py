@@ -38,7 +38,7 @@ import urllib3.exceptions
 from synfs.errors import NotFound, PermissionDenied, Unavailable
 from synfs.synapse.client import (CallStats, RetryBudget, quiet_third_party_loggers,
                                   shared_adapter, thread_session)
-from synfs.s3.clients import ClientCache
+from synfs.s3.clients import ClientCache, s3_config
 from synfs.synapse.models import StsCredentials
 
 log = logging.getLogger(__name__)
@@ -145,14 +145,7 @@ class S3Reader:
         self.retry_budget_s = retry_budget_s
         self.permission = permission
         self.stats = CallStats()
-        self._config = botocore.config.Config(
-            region_name="us-east-1", signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=connect_timeout, read_timeout=read_timeout,
-            max_pool_connections=max_pool, tcp_keepalive=True,
-            response_checksum_validation="when_required",
-            request_checksum_calculation="when_required")
+        self._config = s3_config(connect_timeout, read_timeout, max_pool)
         self._clients = ClientCache(endpoint_url, self._config)
 
     def __repr__(self) -> str:

@@ -46,7 +46,7 @@ from synfs.errors import (ContentChanged, FileTooLarge, NotFound, PermissionDeni
 from synfs.s3.reader import (NOT_FOUND_CODES, REFRESH_CODES, RETRY_CODES, RETRY_STATUSES,
                              TRANSPORT_ERRORS)
 from synfs.synapse.client import CallStats, RetryBudget, quiet_third_party_loggers
-from synfs.s3.clients import ClientCache
+from synfs.s3.clients import ClientCache, s3_config
 from synfs.synapse.models import StsCredentials
 
 log = logging.getLogger(__name__)
@@ -112,14 +112,7 @@ class S3Uploader:
         self.part_size = part_size
         self.max_concurrency = max_concurrency
         self.stats = CallStats()
-        self._config = botocore.config.Config(
-            region_name="us-east-1", signature_version="s3v4",
-            s3={"addressing_style": "path"},
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=connect_timeout, read_timeout=read_timeout,
-            max_pool_connections=max(10, 2 * max_concurrency), tcp_keepalive=True,
-            response_checksum_validation="when_required",
-            request_checksum_calculation="when_required")
+        self._config = s3_config(connect_timeout, read_timeout, max(10, 2 * max_concurrency))
         self._clients = ClientCache(endpoint_url, self._config)
         self._no_acl: set[str] = set()
         self._lock = threading.Lock()
