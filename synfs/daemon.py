@@ -25,7 +25,10 @@ from synfs.config import (EXIT_AUTH, EXIT_BUSY, EXIT_FAILED, EXIT_MOUNTPOINT, EX
                           EXIT_NOT_FOUND, EXIT_UNAVAILABLE, Config, ConfigError)
 from synfs.fs import Filesystem, Options
 from synfs.fuse_ops import SynfsOperations
-from synfs.downloads import make_downloads
+from synfs.datacache import DataCache
+from synfs.diskbudget import DiskBudget
+from synfs.downloads import Downloads
+from synfs.membudget import MemoryBudget
 from synfs.prefetch import tune_kernel_readahead
 from synfs.remote import Remote
 from synfs.runtime import StatusPublisher
@@ -55,8 +58,11 @@ def build(cfg: Config) -> Parts:
     s3 = S3Reader(cfg.s3_endpoint, creds, retry_budget_s=cfg.retry_budget_s)
     urls = UrlReader(retry_budget_s=cfg.retry_budget_s)
     remote = Remote(client, s3, urls)
-    remote.downloads = make_downloads(remote, max_memory=cfg.max_memory,
-                                      cache_dir=cfg.cache_dir, cache_size=cfg.cache_size)
+    # One --cache-size for the cache directory: staged writes first, cached data in the rest.
+    disk = DiskBudget(cfg.cache_size)
+    cache = (DataCache(cfg.cache_dir, disk)
+             if cfg.cache_dir is not None and cfg.cache_size > 0 else None)
+    remote.downloads = Downloads(remote, MemoryBudget(cfg.max_memory), cache)
     if cfg.read_only:
         return Parts(client=client, remote=remote, creds=creds)
     from synfs.remote_write import RemoteWriter
@@ -68,7 +74,7 @@ def build(cfg: Config) -> Parts:
                           S3Uploader(cfg.s3_endpoint, creds, retry_budget_s=cfg.retry_budget_s),
                           remote)
     return Parts(client=client, remote=remote, creds=creds, writer=writer,
-                 staging=StagingArea(cfg.staging_dir(), cfg.cache_size))
+                 staging=StagingArea(cfg.staging_dir(), disk))
 
 
 def check_mountpoint(cfg: Config) -> None:

@@ -10,14 +10,19 @@ cache is kept across remounts. Layout::
 
 The header (magic, file handle id, block index, payload length, CRC-32 of the payload) lets
 every read detect a truncated, corrupted or misplaced block; such a block is deleted, logged
-and read from S3 again. Blocks are evicted least-recently-used first so the directory stays
-within ``max_bytes`` (headers included); recency survives remounts through file mtimes. Once
-every block of a file handle is present, the whole content is checked against the handle's
-MD5 (once); on a mismatch all its blocks are dropped and the mismatch is logged.
+and read from S3 again. The size limit is the mount's ``DiskBudget`` (``synfs.diskbudget``),
+shared with the write staging area, whose staged bytes come first: the cache holds at most
+``max_bytes`` (``--cache-size`` minus staged bytes, headers included). It claims a block's
+bytes before writing it, evicting least-recently-used blocks until the claim fits, and evicts
+again after a write and whenever staging needs room (``_reclaim``). Recency survives remounts
+through file mtimes. Once every block of a file handle is present, the whole content is
+checked against the handle's MD5 (once); on a mismatch all its blocks are dropped and the
+mismatch is logged.
 
-Blocking and thread-safe (called from worker threads); the index sits behind one lock,
-file I/O happens outside it. Writes go to a temporary file and are renamed into place, so a
-crash never leaves a half-written block under a block's name.
+Blocking and thread-safe (called from worker threads; ``_reclaim`` from the trio thread when
+staging grows); the index sits behind one lock, file I/O happens outside it. Writes go to a
+temporary file and are renamed into place, so a crash never leaves a half-written block
+under a block's name.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import time
 import zlib
 from pathlib import Path
 
+from synfs.diskbudget import DiskBudget
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"SYNFSBLK"
@@ -42,12 +49,17 @@ TOUCH_EVERY_S = 30.0                     # persist recency (mtime) at most this 
 
 
 class DataCache:
-    def __init__(self, root: Path, max_bytes: int, *, block_size: int = DEFAULT_BLOCK):
-        if max_bytes <= 0:
-            raise ValueError("cache size must be positive")
+    def __init__(self, root: Path, budget: "DiskBudget | int", *,
+                 block_size: int = DEFAULT_BLOCK):
+        """``budget``: the mount's shared ``DiskBudget``, or a byte count for a budget of its
+        own (nothing staged)."""
+        if not isinstance(budget, DiskBudget):
+            if budget <= 0:
+                raise ValueError("cache size must be positive")
+            budget = DiskBudget(budget)
         self.dir = Path(root) / "data"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.max_bytes = max_bytes
+        self.budget = budget
         self.block_size = block_size
         self._lock = threading.Lock()
         self._lru: collections.OrderedDict[tuple[int, int], int] = collections.OrderedDict()
@@ -57,6 +69,12 @@ class DataCache:
         self.total = 0
         self.stats = collections.Counter()
         self._scan()
+        budget.set_reclaimer(self._reclaim)
+
+    @property
+    def max_bytes(self) -> int:
+        """What the cache may hold now: the budget less the bytes staged for writes."""
+        return self.budget.room
 
     def __repr__(self) -> str:
         return f"DataCache({str(self.dir)!r}, {self.total}/{self.max_bytes} bytes)"
@@ -79,6 +97,7 @@ class DataCache:
             self._lru[key] = size
             self._count[key[0]] += 1
             self.total += size
+        self.budget.claim(self.total, force=True)
         if found:
             log.info("data cache %s: %d blocks, %d bytes", self.dir, len(found), self.total)
         self._evict()
@@ -101,7 +120,9 @@ class DataCache:
         with self._lock:
             return sum(size for (fh, _), size in self._lru.items() if fh == fh_id)
 
-    def _forget(self, key: tuple[int, int]) -> None:
+    def _forget(self, key: tuple[int, int]) -> int:
+        """Take a block out of the index (lock held); its bytes stay claimed in the budget
+        until its file is gone. Returns its size (0 if it was not there)."""
         size = self._lru.pop(key, None)
         if size is not None:
             self.total -= size
@@ -109,17 +130,18 @@ class DataCache:
             if self._count[key[0]] <= 0:
                 del self._count[key[0]]
         self._touched.pop(key, None)
+        return size or 0
 
     def _drop_block(self, key: tuple[int, int]) -> None:
         with self._lock:
-            self._forget(key)
+            size = self._forget(key)
         _unlink(self._path(*key))
+        self.budget.unclaim(size)
 
     def drop(self, fh_id: int) -> None:
         """Remove every cached block of a file handle."""
         with self._lock:
-            for key in [k for k in self._lru if k[0] == fh_id]:
-                self._forget(key)
+            size = sum(self._forget(key) for key in [k for k in self._lru if k[0] == fh_id])
         hdir = self._path(fh_id)
         if hdir.exists():
             for entry in os.scandir(hdir):
@@ -128,15 +150,23 @@ class DataCache:
                 hdir.rmdir()
             except OSError:
                 pass
+        self.budget.unclaim(size)
 
-    def _evict(self) -> None:
-        victims = []
-        with self._lock:
-            while self.total > self.max_bytes and self._lru:
-                key, _ = next(iter(self._lru.items()))
-                self._forget(key)
-                victims.append(key)
-        for key in victims:
+    def _pop_lru(self, nbytes: int) -> list[tuple[tuple[int, int], int]]:
+        """Take least-recently-used blocks out of the index (lock held) until they add up to
+        at least ``nbytes`` or none is left."""
+        victims, freed = [], 0
+        while freed < nbytes and self._lru:
+            key = next(iter(self._lru))
+            size = self._forget(key)
+            victims.append((key, size))
+            freed += size
+        return victims
+
+    def _remove(self, victims: list[tuple[tuple[int, int], int]]) -> int:
+        """Delete evicted blocks' files (and a handle's directory once empty), then give
+        their bytes back to the budget."""
+        for key, _ in victims:
             self.stats["evicted"] += 1
             _unlink(self._path(*key))
             if not self._count.get(key[0]):
@@ -146,6 +176,39 @@ class DataCache:
                     self._path(key[0]).rmdir()
                 except OSError:
                     pass
+        freed = sum(size for _, size in victims)
+        self.budget.unclaim(freed)
+        return freed
+
+    def _evict(self) -> None:
+        """Evict until staged plus cached bytes are within the budget again."""
+        while (over := self.budget.over()) > 0:
+            with self._lock:
+                victims = self._pop_lru(over)
+            if not victims:
+                return              # the rest is blocks still being written
+            self._remove(victims)
+
+    def _reclaim(self, nbytes: int) -> int:
+        """Staging needs ``nbytes`` more: evict that much, oldest first (the budget's
+        reclaimer; runs in the trio thread)."""
+        with self._lock:
+            victims = self._pop_lru(nbytes)
+        return self._remove(victims)
+
+    def _make_room(self, need: int) -> bool:
+        """Claim ``need`` bytes for a new block, evicting older blocks for them; False if
+        they cannot fit next to the staged data (nothing is evicted then)."""
+        if need > self.budget.room:
+            return False
+        while True:
+            with self._lock:
+                if self.budget.claim(need):
+                    return True
+                victims = self._pop_lru(max(1, self.budget.over(need)))
+            if not victims:
+                return False
+            self._remove(victims)
 
     def _touch(self, key: tuple[int, int]) -> None:
         now = time.monotonic()
@@ -234,9 +297,12 @@ class DataCache:
             if length <= 0 or b_start + length > end:
                 break
             if not self.has(fh_id, index):
+                if not self._make_room(HEADER.size + length):
+                    self.stats["no_room"] += 1
+                    break
                 if not self._write_block(fh_id, size, md5, index,
                                          data[b_start - start:b_start - start + length]):
-                    return
+                    break
                 wrote = True
             index += 1
         if wrote:
@@ -245,30 +311,40 @@ class DataCache:
 
     def _write_block(self, fh_id: int, size: int, md5: str | None, index: int,
                      payload: memoryview) -> bool:
+        """Write one block whose bytes ``_make_room`` has claimed (given back on failure)."""
         hdir = self._path(fh_id)
         path = self._path(fh_id, index)
         tmp = path.with_name(f"{index}.{threading.get_ident()}.tmp")
         header = HEADER.pack(MAGIC, fh_id, index, len(payload), zlib.crc32(payload))
-        try:
-            if not hdir.exists():
-                hdir.mkdir(parents=True, exist_ok=True)
-                _write_json(hdir / "meta.json", {"size": size, "md5": md5, "verified": False})
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        for attempt in (1, 2):
             try:
-                _write_all(fd, header, payload)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except OSError as exc:
-            _unlink(tmp)
-            self.stats["write_errors"] += 1
-            log.warning("data cache: cannot write %s: %s", path, exc)
-            return False
+                if not hdir.exists():
+                    hdir.mkdir(parents=True, exist_ok=True)
+                    _write_json(hdir / "meta.json", {"size": size, "md5": md5, "verified": False})
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    _write_all(fd, header, payload)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, path)
+                break
+            except OSError as exc:
+                _unlink(tmp)
+                if isinstance(exc, FileNotFoundError) and attempt == 1:
+                    continue    # an eviction removed the handle's emptied directory meanwhile
+                self.budget.unclaim(HEADER.size + len(payload))
+                self.stats["write_errors"] += 1
+                log.warning("data cache: cannot write %s: %s", path, exc)
+                return False
         with self._lock:
             key = (fh_id, index)
-            if key not in self._lru:
+            old = self._lru.get(key)
+            if old is None:
                 self._count[fh_id] += 1
-                self.total += HEADER.size + len(payload)
+            else:                           # another thread wrote it too: one file, one claim
+                self.total -= old
+                self.budget.unclaim(old)
+            self.total += HEADER.size + len(payload)
             self._lru[key] = HEADER.size + len(payload)
             self._lru.move_to_end(key)
         self.stats["stored"] += 1

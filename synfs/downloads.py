@@ -206,14 +206,3 @@ class Downloads:
             return bytes(view)
         finally:
             self.budget.free(buf, direct=True)
-
-
-def make_downloads(remote, *, max_memory: int, cache_dir=None, cache_size: int = 0) -> Downloads:
-    """The mount's shared read machinery from its options (``--max-memory``, ``--cache-dir``,
-    ``--cache-size``); the disk cache lives in ``<cache_dir>/data``."""
-    cache = None
-    if cache_dir is not None and cache_size > 0:
-        from synfs.datacache import DataCache
-
-        cache = DataCache(cache_dir, cache_size)
-    return Downloads(remote, MemoryBudget(max_memory), cache)

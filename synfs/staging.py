@@ -2,8 +2,10 @@
 
 Files live in ``<cache-dir>/staging/`` (default ``~/.cache/synfs/staging``). A staged file is
 deleted once its content is safely in Synapse; when a commit fails it is kept, and its path
-is logged, so no user data is ever lost. ``reserve`` enforces the budget: growing staged data
-beyond it is refused with ENOSPC. Sizes are tracked here, in the trio thread.
+is logged, so no user data is ever lost. ``reserve`` counts staged bytes in the mount's
+``DiskBudget`` (``synfs.diskbudget``, the ``--cache-size`` shared with the data cache): staged
+data has priority, so the data cache gives room back, and growing staged data is refused with
+ENOSPC only when staged data alone would exceed the budget. Called from the trio thread.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import uuid
 from pathlib import Path
 
 from synfs import errors
+from synfs.diskbudget import DiskBudget
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +77,18 @@ class StagedFile:
 
 
 class StagingArea:
-    def __init__(self, root: Path, limit: int):
+    def __init__(self, root: Path, limit: "int | DiskBudget"):
+        """``limit``: the mount's shared ``DiskBudget``, or a byte count for a budget of its own."""
         self.root = Path(root)
-        self.limit = limit
-        self.used = 0
+        self.budget = limit if isinstance(limit, DiskBudget) else DiskBudget(limit)
+
+    @property
+    def limit(self) -> int:
+        return self.budget.limit
+
+    @property
+    def used(self) -> int:
+        return self.budget.staged
 
     def ensure(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -90,11 +101,10 @@ class StagingArea:
         return StagedFile(self, path, fd)
 
     def reserve(self, nbytes: int) -> None:
-        if self.used + nbytes > self.limit:
+        if not self.budget.stage(nbytes):
             raise errors.NoSpace(
                 f"staging area {self.root} is full ({self.used} of {self.limit} bytes used); "
                 "raise --cache-size or close files being written")
-        self.used += nbytes
 
     def release(self, nbytes: int) -> None:
-        self.used = max(0, self.used - nbytes)
+        self.budget.unstage(nbytes)
