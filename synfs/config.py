@@ -82,6 +82,8 @@ class Config:
     max_memory: int = 512 * 1024 * 1024    # all read buffers (prefetch windows) together
     cache_dir: Path | None = None          # on-disk data cache and write staging area
     cache_size: int = 10 * 1024**3         # bytes the cache directory may use
+    xattrs: bool = False                   # user.synapse.* extended attributes
+    metadata_entries: int = 500_000        # file records kept on disk across remounts (0: none)
     fuse_options: tuple[str, ...] = ()
     foreground: bool = False
     log_level: str = "WARNING"
@@ -97,12 +99,21 @@ class Config:
             raise ConfigError("--max-memory must be at least 16M")
         if self.cache_size < 0:
             raise ConfigError("--cache-size must be >= 0")
+        if self.metadata_entries < 0:
+            raise ConfigError("--metadata-cache-entries must be >= 0")
+
+    def _cache_root(self) -> Path:
+        if self.cache_dir is not None:
+            return self.cache_dir
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+        return Path(cache) / "synfs"
 
     def staging_dir(self) -> Path:
-        if self.cache_dir is not None:
-            return self.cache_dir / "staging"
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-        return Path(cache) / "synfs" / "staging"
+        return self._cache_root() / "staging"
+
+    def metadata_store_path(self, user_id: str) -> Path:
+        """One metadata store per Synapse user: what a user may see differs by user."""
+        return self._cache_root() / "metadata" / f"user-{user_id}.sqlite"
 
     def fuse_option_set(self) -> set[str]:
         # fsname is the mount's source in /proc/mounts, df and findmnt: the Synapse id, so that

@@ -120,18 +120,30 @@ def preflight(cfg: Config, client) -> Entity:
     return root
 
 
+def open_metastore(cfg: Config, user_id: str | None):
+    """The user's persistent metadata store, or None (turned off, or the user is unknown)."""
+    if cfg.metadata_entries <= 0 or not user_id:
+        return None
+    from synfs.metastore import MetaStore
+
+    store = MetaStore(cfg.metadata_store_path(user_id), cfg.metadata_entries)
+    return store if store.enabled else None
+
+
 def make_filesystem(cfg: Config, remote, root: Entity, writer=None,
-                    staging=None) -> Filesystem:
+                    staging=None, store=None) -> Filesystem:
     return Filesystem(remote, root.id, Options(
         metadata_ttl=cfg.metadata_ttl, negative_ttl=cfg.negative_ttl, uid=cfg.uid, gid=cfg.gid,
         file_mode=cfg.file_mode, dir_mode=cfg.dir_mode), writer=writer, staging=staging,
-        read_only=cfg.read_only)
+        read_only=cfg.read_only, store=store)
 
 
 def serve(cfg: Config, parts: Parts, root: Entity,
           on_ready: Callable[[], None] = lambda: None) -> int:
-    fs = make_filesystem(cfg, parts.remote, root, parts.writer, parts.staging)
-    ops = SynfsOperations(fs, entry_timeout=cfg.metadata_ttl, attr_timeout=cfg.metadata_ttl)
+    store = open_metastore(cfg, getattr(parts.client, "user_id", None))
+    fs = make_filesystem(cfg, parts.remote, root, parts.writer, parts.staging, store)
+    ops = SynfsOperations(fs, entry_timeout=cfg.metadata_ttl, attr_timeout=cfg.metadata_ttl,
+                          xattrs=cfg.xattrs)
     try:
         pyfuse3.init(ops, str(cfg.mountpoint), cfg.fuse_option_set())
     except RuntimeError as exc:
@@ -139,22 +151,32 @@ def serve(cfg: Config, parts: Parts, root: Entity,
                           "usable and fusermount3 installed?)", EXIT_FAILED) from None
     log.info("mounted syn%d (%s) on %s", root.id, root.name, cfg.mountpoint)
     try:
-        trio.run(_main, cfg, on_ready, StatusPublisher(cfg, root, parts, fs))
+        trio.run(_main, cfg, on_ready, StatusPublisher(cfg, root, parts, fs), store)
     finally:
         pyfuse3.close(unmount=True)
+        if store is not None:
+            store.close()
         log.info("unmounted %s", cfg.mountpoint)
     return 0
 
 
 async def _main(cfg: Config, on_ready: Callable[[], None],
-                status: StatusPublisher | None = None) -> None:
+                status: StatusPublisher | None = None, store=None) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals)
         if status is not None:
             nursery.start_soon(status.run)
+        if store is not None:
+            nursery.start_soon(_flush_periodically, store)
         nursery.start_soon(_announce_ready, cfg, on_ready)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
+
+
+async def _flush_periodically(store, every_s: float = 5.0) -> None:
+    while True:
+        await trio.sleep(every_s)
+        store.flush()
 
 
 async def _watch_signals() -> None:

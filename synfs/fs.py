@@ -8,6 +8,15 @@ root entity is inode 1. Projects and Folders are directories, FileEntities regul
 other entity types (tables, views, links, datasets, ...) are not shown.
 Metadata is cached with the metadata TTL, negative lookups with a short TTL, and concurrent
 fetches of one entity or listing share one REST call.
+
+REST frugality: a listing (one call per 50 children) gives every child's name, type,
+version and modifiedOn, but not a file's size. Folders are answered from their header alone.
+A file whose size is not known is listed with a provisional attribute (size 0, attribute
+timeout 0, ``Attr.provisional``), so ``find`` costs only the listings and the kernel asks
+``getattr`` when something needs the size (``stat``, ``read`` past the cached size, ``lseek``
+to the end). Sizes come from the in-memory entity cache, then from the persistent
+``synfs.metastore`` (valid for the listing's version and modifiedOn), then from one bundle
+call; a run of misses in one folder (``ls -l``) fetches the next siblings alongside.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from synfs.writes import TEMP_INO_BASE, WriteOps
 log = logging.getLogger(__name__)
 
 ROOT_INO = 1
+READ_AHEAD_SIBLINGS = 2     # with the file asked for: 3 calls, Synapse's concurrency limit
 XATTR_PREFIX = "user.synapse."
 
 
@@ -58,6 +68,7 @@ class Attr:
     gid: int
     nlink: int = 1
     blksize: int = 1024 * 1024
+    provisional: bool = False     # size not known yet: the kernel must not cache this
 
 
 @dataclasses.dataclass
@@ -69,7 +80,7 @@ class DirHandle:
 class Filesystem(WriteOps, RenameOps):
     def __init__(self, remote, root_id: int, options: Options = Options(),
                  clock: Callable[[], float] = time.monotonic, *, writer=None, staging=None,
-                 read_only: bool = True):
+                 read_only: bool = True, store=None):
         self.remote = remote
         self.root_id = root_id
         self.opts = options
@@ -78,6 +89,17 @@ class Filesystem(WriteOps, RenameOps):
                                                           options.metadata_ttl, clock)
         self._listings: TTLCache[int, dict[str, ChildHeader]] = TTLCache(
             max(16, options.cache_entries // 100), options.metadata_ttl, clock)
+        # child id -> (parent id, position in the parent's listing, header)
+        self._headers: TTLCache[int, tuple[int, int, ChildHeader]] = TTLCache(
+            options.cache_entries, options.metadata_ttl, clock)
+        self._rows: TTLCache[int, list[ChildHeader]] = TTLCache(
+            max(16, options.cache_entries // 100), options.metadata_ttl, clock)
+        # file entities by id, good while the listing shows the same version and modifiedOn
+        # (a file's content is fixed per version), so no TTL: fetched or read from the store
+        self._stored: TTLCache[int, Entity] = TTLCache(options.cache_entries, float("inf"),
+                                                        clock)
+        self.store = store                 # synfs.metastore.MetaStore or None
+        self._last_miss: tuple[int, int] | None = None    # (folder, file) of the last fetch
         self._negative: TTLCache[tuple[int, str], bool] = TTLCache(10_000, options.negative_ttl,
                                                                   clock)
         self._entity_flight: SingleFlight[int, Entity] = SingleFlight()
@@ -110,6 +132,10 @@ class Filesystem(WriteOps, RenameOps):
         async def fetch() -> Entity:
             ent = await self.remote.get_entity(entity_id)
             self._entities.set(entity_id, ent)
+            if ent.kind is Kind.FILE:
+                self._stored.set(entity_id, ent)
+                if self.store is not None:
+                    self.store.put(ent)
             return ent
 
         return await self._entity_flight.do(entity_id, fetch)
@@ -122,6 +148,7 @@ class Filesystem(WriteOps, RenameOps):
         async def fetch() -> dict[str, ChildHeader]:
             children = await self.remote.list_children(entity_id)
             shown = {}
+            rows = []
             for child in children:
                 if child.kind not in (Kind.PROJECT, Kind.FOLDER, Kind.FILE):
                     continue
@@ -129,7 +156,10 @@ class Filesystem(WriteOps, RenameOps):
                     log.warning("skipping entity syn%d: id reserved for the mount root", child.id)
                     continue
                 shown[child.name] = child
+                self._headers.set(child.id, (entity_id, len(rows), child))
+                rows.append(child)
             self._listings.set(entity_id, shown)
+            self._rows.set(entity_id, rows)
             return shown
 
         return await self._listing_flight.do(entity_id, fetch)
@@ -146,12 +176,85 @@ class Filesystem(WriteOps, RenameOps):
                     ctime=ent.modified_on, mode=stat.S_IFREG | self.opts.file_mode,
                     uid=self.opts.uid, gid=self.opts.gid)
 
+    def header_attr(self, child: ChildHeader) -> Attr:
+        """A folder's attributes, or a file's provisional ones, from its listing header."""
+        ino = self.ino_of(child.id)
+        if child.kind.is_container:
+            return Attr(ino=ino, is_dir=True, size=0, mtime=child.modified_on,
+                        ctime=child.modified_on, mode=stat.S_IFDIR | self.opts.dir_mode,
+                        uid=self.opts.uid, gid=self.opts.gid, nlink=2)
+        return Attr(ino=ino, is_dir=False, size=0, mtime=child.modified_on,
+                    ctime=child.modified_on, mode=stat.S_IFREG | self.opts.file_mode,
+                    uid=self.opts.uid, gid=self.opts.gid, provisional=True)
+
+    def known(self, child: ChildHeader) -> Entity | None:
+        """The entity behind a listing header if it is known for that version, without a call."""
+        if child.kind.is_container:
+            return self._entities.get(child.id)
+        ent = self._stored.get(child.id)
+        if ent is not None and ent.version == child.version and \
+                ent.modified_on == child.modified_on:
+            return ent
+        if self.store is not None and child.kind is Kind.FILE:
+            ent = self.store.get(child.id, child.version, child.modified_on)
+            if ent is not None:
+                self._stored.set(child.id, ent)
+                return ent
+        return None
+
+    def _known_attr(self, child: ChildHeader) -> Attr:
+        active = self._active.get(self.ino_of(child.id))
+        if active is not None:
+            return self.write_attr(active)
+        ent = self.known(child)
+        return self._entry_attr(ent) if ent is not None else self.header_attr(child)
+
+    async def _fetch_file(self, entity_id: int) -> Entity:
+        """One file's entity; in a run of misses within one folder, its next siblings too."""
+        place = self._headers.get(entity_id)
+        siblings: list[int] = []
+        if place is not None:
+            parent, pos, _ = place
+            if self._last_miss is not None and self._last_miss[0] == parent and \
+                    self._last_miss[1] != entity_id:
+                rows = self._rows.get(parent) or []
+                for child in rows[pos + 1:pos + 1 + 4 * READ_AHEAD_SIBLINGS]:
+                    if len(siblings) >= READ_AHEAD_SIBLINGS:
+                        break
+                    if child.kind is Kind.FILE and self.known(child) is None:
+                        siblings.append(child.id)
+            self._last_miss = (parent, entity_id)
+        fresh = self._entities.get(entity_id) is not None   # cached, but not this version
+        if not siblings:
+            return await self.entity(entity_id, fresh=fresh)
+
+        async def quietly(sibling: int) -> None:
+            try:
+                await self.entity(sibling)
+            except errors.SynfsError:
+                pass                    # its own stat will report it
+
+        async with trio.open_nursery() as nursery:
+            for sibling in siblings:
+                nursery.start_soon(quietly, sibling)
+            return await self.entity(entity_id, fresh=fresh)
+
     async def getattr(self, ino: int) -> Attr:
         if ino in self._active:
             return self.write_attr(self._active[ino])
         if ino > TEMP_INO_BASE and ino not in self._ino_to_id:
             raise errors.NotFound("an unsaved file that is gone")
-        ent = await self.entity(self.entity_id(ino))
+        entity_id = self.entity_id(ino)
+        place = self._headers.get(entity_id)
+        if place is not None and ino != ROOT_INO:
+            ent = self.known(place[2])
+            if ent is not None:
+                return self._entry_attr(ent)
+            if place[2].kind.is_container:
+                return self.header_attr(place[2])
+            ent = await self._fetch_file(entity_id)
+        else:
+            ent = await self.entity(entity_id)
         if ent.kind not in (Kind.PROJECT, Kind.FOLDER, Kind.FILE):
             raise errors.NotFound(f"syn{ent.id} is a {ent.kind.value}, not shown")
         return self.attr_of(ent)
@@ -165,21 +268,22 @@ class Filesystem(WriteOps, RenameOps):
             return self.write_attr(self._active[temp])
         if (parent_id, name) in self._negative:
             raise errors.NotFound(f"{name!r} not in syn{parent_id} (cached)")
-        parent = await self.entity(parent_id)
-        if not parent.kind.is_container:
-            raise errors.NotADirectory(f"syn{parent_id} is not a folder")
+        await self._check_container(parent_ino, parent_id)
         children = await self.listing(parent_id)
         child = children.get(name)
         if child is None:
             self._negative.set((parent_id, name), True)
             raise errors.NotFound(f"{name!r} not in syn{parent_id}")
-        try:
-            ent = await self.entity(child.id)
-        except errors.NotFound:
-            self._listings.pop(parent_id)
-            raise
-        active = self._active.get(self.ino_of(ent.id))
-        return self.write_attr(active) if active is not None else self.attr_of(ent)
+        ent = self.known(child)
+        if ent is None:
+            if child.kind.is_container:
+                return self.header_attr(child)
+            try:
+                ent = await self._fetch_file(child.id)
+            except errors.NotFound:
+                self._listings.pop(parent_id)
+                raise
+        return self._entry_attr(ent)
 
     # ---- kernel lookup counts ------------------------------------------------------------
     def remember(self, ino: int) -> None:
@@ -200,13 +304,22 @@ class Filesystem(WriteOps, RenameOps):
         self._next_fh += 1
         return fh
 
+    async def _check_container(self, ino: int, entity_id: int) -> None:
+        """NotADirectory unless the entity is a Project or Folder (from its header if listed)."""
+        place = self._headers.get(entity_id)
+        if place is None or ino == ROOT_INO:
+            kind = (await self.entity(entity_id)).kind
+        else:
+            kind = place[2].kind
+        if not kind.is_container:
+            raise errors.NotADirectory(f"syn{entity_id} is not a folder")
+
     async def opendir(self, ino: int) -> int:
-        ent = await self.entity(self.entity_id(ino))
-        if not ent.kind.is_container:
-            raise errors.NotADirectory(f"syn{ent.id} is not a folder")
-        children = await self.listing(ent.id)
+        entity_id = self.entity_id(ino)
+        await self._check_container(ino, entity_id)
+        children = await self.listing(entity_id)
         entries: dict[str, ChildHeader | int] = dict(children)
-        entries.update(self.pending_names(ent.id))
+        entries.update(self.pending_names(entity_id))
         fh = self._new_fh()
         self._dirs[fh] = DirHandle(ino, sorted(entries.items(), key=lambda kv: kv[0].encode()))
         return fh
@@ -215,38 +328,26 @@ class Filesystem(WriteOps, RenameOps):
         """Up to ``readdir_batch`` entries from offset ``start``: (next offset, name, attr).
 
         Offsets index the listing snapshot taken at opendir, so paging is stable even when
-        the folder changes meanwhile. File sizes need each file's entity; those are fetched
-        concurrently (bounded by the Synapse limiter)."""
+        the folder changes meanwhile. No REST call: files of unknown size get provisional
+        attributes (see the module docstring)."""
         handle = self._dirs.get(fh)
         if handle is None:
             raise errors.SynfsError("unknown directory handle")
-        batch = handle.entries[start:start + self.opts.readdir_batch]
-        results: dict[int, Attr | None] = {}
-
-        async def one(idx: int, child: ChildHeader) -> None:
-            try:
-                results[idx] = self._entry_attr(await self.entity(child.id))
-            except errors.NotFound:
-                results[idx] = None  # vanished since the listing: skip it
-
-        async with trio.open_nursery() as nursery:
-            for i, (_name, child) in enumerate(batch):
-                if isinstance(child, int):      # an unsaved new file of this mount
-                    h = self._active.get(child)
-                    results[i] = self.write_attr(h) if h is not None else None
-                elif self._entities.get(child.id) is not None:
-                    results[i] = self._entry_attr(self._entities.get(child.id))
-                else:
-                    nursery.start_soon(one, i, child)
         out = []
-        for i, (name, _child) in enumerate(batch):
-            if results.get(i) is not None:
-                out.append((start + i + 1, name, results[i]))
+        batch = handle.entries[start:start + self.opts.readdir_batch]
+        for i, (name, child) in enumerate(batch):
+            if isinstance(child, int):      # an unsaved new file of this mount
+                h = self._active.get(child)
+                if h is not None:
+                    out.append((start + i + 1, name, self.write_attr(h)))
+            else:
+                out.append((start + i + 1, name, self._known_attr(child)))
         if not out and batch:  # every entry in this batch vanished: continue past it
             return await self.readdir(fh, start + len(batch))
         return out
 
     def _entry_attr(self, ent: Entity) -> Attr:
+        """An entity's attributes, or those of this mount's unsaved data written over it."""
         active = self._active.get(self.ino_of(ent.id))
         return self.write_attr(active) if active is not None else self.attr_of(ent)
 
@@ -296,6 +397,8 @@ class Filesystem(WriteOps, RenameOps):
         out = {"uploads": self.write_status(),
                "open_files": len(self._files) + len(set(self._writes.values())),
                "kernel_inodes": len(self.lookups)}
+        if self.store is not None:
+            out["metadata_store"] = self.store.status()
         cache = getattr(self.remote, "status", None)
         if callable(cache):
             out.update(cache())

@@ -47,9 +47,11 @@ class SynfsOperations(pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
 
-    def __init__(self, fs: Filesystem, entry_timeout: float, attr_timeout: float):
+    def __init__(self, fs: Filesystem, entry_timeout: float, attr_timeout: float,
+                 xattrs: bool = True):
         super().__init__()
         self.fs = fs
+        self.xattrs = xattrs
         self.entry_timeout = entry_timeout
         self.attr_timeout = attr_timeout
 
@@ -58,7 +60,7 @@ class SynfsOperations(pyfuse3.Operations):
         e.st_ino = attr.ino
         e.generation = 0
         e.entry_timeout = self.entry_timeout
-        e.attr_timeout = self.attr_timeout
+        e.attr_timeout = 0 if attr.provisional else self.attr_timeout   # size not known yet
         e.st_mode = attr.mode
         e.st_nlink = attr.nlink
         e.st_uid = attr.uid
@@ -184,14 +186,21 @@ class SynfsOperations(pyfuse3.Operations):
         st.f_namemax = 255
         return st
 
+    # Without --xattrs, ENOSYS tells the kernel once that there are no extended attributes:
+    # it then answers every getxattr itself (EOPNOTSUPP), which spares the daemon the SELinux
+    # label and ACL requests GNU ls -l sends for every file.
     @boundary
     async def getxattr(self, inode, name, ctx):
+        if not self.xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         if not name.startswith(b"user.synapse."):   # ls -l asks every file for ACLs/labels
             raise pyfuse3.FUSEError(errno.ENODATA)
         return (await self.fs.getxattr(inode, decode(name))).encode()
 
     @boundary
     async def listxattr(self, inode, ctx):
+        if not self.xattrs:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         return [name.encode() for name in await self.fs.xattrs(inode)]
 
     @boundary

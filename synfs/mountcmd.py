@@ -66,6 +66,12 @@ def add_mount_parser(sub) -> None:
                    help="directory for the on-disk data cache and write staging (default: none)")
     p.add_argument("--cache-size", default="10G",
                    help="how much the cache directory may hold (default 10G)")
+    p.add_argument("--xattrs", action="store_true",
+                   help="show user.synapse.* extended attributes (id, version, md5, ...); off by "
+                        "default: ls -l then costs the daemon 2 extra requests per file")
+    p.add_argument("--metadata-cache-entries", type=int, default=500_000,
+                   help="file records (size, MD5, handle) kept on disk so a remount lists "
+                        "without a call per file; 0 turns it off (default 500000)")
     p.add_argument("-o", dest="fuse_options", action="append", default=[],
                    help="extra FUSE mount options, comma separated")
     p.add_argument("--log-level", default=argparse.SUPPRESS,
@@ -116,6 +122,7 @@ def config_from_args(args, token: auth.FoundToken) -> Config:
         max_memory=parse_size(args.max_memory, "--max-memory"),
         cache_dir=args.cache_dir.expanduser().absolute() if args.cache_dir else None,
         cache_size=parse_size(args.cache_size, "--cache-size"),
+        metadata_entries=args.metadata_cache_entries, xattrs=args.xattrs,
         fuse_options=tuple(args.fuse_options), foreground=args.foreground,
         log_level=args.log_level, log_file=getattr(args, "log_file", None),
         debug_modules=tuple(getattr(args, "debug_modules", ()) or ()))
@@ -203,7 +210,8 @@ def _child_argv(args, cfg: Config, ready_fd: int) -> list[str]:
             "--uid", str(cfg.uid), "--gid", str(cfg.gid),
             "--file-mode", oct(cfg.file_mode), "--dir-mode", oct(cfg.dir_mode),
             "--metadata-ttl", str(cfg.metadata_ttl), "--retry-budget", str(cfg.retry_budget_s),
-            "--max-memory", str(cfg.max_memory), "--cache-size", str(cfg.cache_size)]
+            "--max-memory", str(cfg.max_memory), "--cache-size", str(cfg.cache_size),
+            "--metadata-cache-entries", str(cfg.metadata_entries)]
     if cfg.cache_dir:
         argv += ["--cache-dir", str(cfg.cache_dir)]
     if cfg.s3_endpoint:
@@ -212,6 +220,8 @@ def _child_argv(args, cfg: Config, ready_fd: int) -> list[str]:
         argv.append("--allow-other")
     if cfg.read_only:
         argv.append("--read-only")
+    if cfg.xattrs:
+        argv.append("--xattrs")
     for opt in cfg.fuse_options:
         argv += ["-o", opt]
     if cfg.log_file:

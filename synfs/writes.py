@@ -145,8 +145,11 @@ class WriteOps:
                     name: str | None = None) -> None:
         if entity_id is not None:
             self._entities.pop(entity_id)
+            self._stored.pop(entity_id)
+            self._headers.pop(entity_id)
         if parent_id is not None:
             self._listings.pop(parent_id)
+            self._rows.pop(parent_id)
             if name is not None:
                 self._negative.pop((parent_id, name))
 

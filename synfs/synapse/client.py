@@ -237,6 +237,7 @@ class SynapseClient:
         self._coalescer = Coalescer()
         self._adapter = shared_adapter(pool_size)
         self._local = threading.local()
+        self.user_id: str | None = None    # ownerId, once user_profile() has answered
 
     def __repr__(self) -> str:
         return f"SynapseClient(repo={self.endpoints.repo!r}, file={self.endpoints.file!r})"
@@ -328,7 +329,10 @@ class SynapseClient:
 
     # ---- API -----------------------------------------------------------------------------
     def user_profile(self) -> dict:
-        return self._request("GET", "repo", "/userProfile")
+        profile = self._request("GET", "repo", "/userProfile")
+        if isinstance(profile, dict) and profile.get("ownerId"):
+            self.user_id = str(profile["ownerId"])
+        return profile
 
     def get_entity(self, entity_id: int) -> Entity:
         bundle = self._request("POST", "repo", f"/entity/syn{entity_id}/bundle2", body={

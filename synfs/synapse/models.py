@@ -105,6 +105,7 @@ class Entity:
     can_update: bool = False       # UPDATE (UserEntityPermissions.canEdit)
     can_create: bool = False       # CREATE (canAddChild)
     can_delete: bool = False       # DELETE (canDelete)
+    from_store: bool = False       # read back from the metadata store: attributes only
 
 
 @dataclasses.dataclass(frozen=True)

@@ -100,4 +100,4 @@ def mounts(emulator, tmp_path_factory):
 @pytest.fixture(scope="session")
 def project_mount(seeded, mounts):
     owner, layout = seeded
-    return mounts(owner.token, layout["project"], "project", ["--read-only"])
+    return mounts(owner.token, layout["project"], "project", ["--read-only", "--xattrs"])

@@ -159,7 +159,7 @@ def cached_bytes(cache_dir):
 def test_cache_is_kept_across_remounts_and_used(world, mounts, tmp_path_factory):
     cache_dir = tmp_path_factory.mktemp("cache-keep")
     m = mounts(world["owner"].token, world["folder"], "cache-keep",
-               ["--read-only", "--cache-dir", str(cache_dir), "--cache-size", "64M"])
+               ["--read-only", "--cache-dir", str(cache_dir), "--cache-size", "64M", "--xattrs"])
     body = data_of("cached-0.bin", 2 * MiB + 17)
     assert (m.path / "cached-0.bin").read_bytes() == body
     time.sleep(0.5)                                     # cache writes finish after the read
@@ -178,7 +178,7 @@ def test_cache_is_kept_across_remounts_and_used(world, mounts, tmp_path_factory)
 def test_corrupted_cache_blocks_are_detected_and_refetched(world, mounts, tmp_path_factory):
     cache_dir = tmp_path_factory.mktemp("cache-corrupt")
     m = mounts(world["owner"].token, world["folder"], "cache-corrupt",
-               ["--read-only", "--cache-dir", str(cache_dir), "--cache-size", "64M"])
+               ["--read-only", "--cache-dir", str(cache_dir), "--cache-size", "64M", "--xattrs"])
     body = data_of("cached-1.bin", 2 * MiB + 17)
     assert (m.path / "cached-1.bin").read_bytes() == body
     time.sleep(0.5)
@@ -198,7 +198,7 @@ def test_corrupted_cache_blocks_are_detected_and_refetched(world, mounts, tmp_pa
 def test_cache_stays_within_its_size_and_evicts_old_blocks(world, mounts, tmp_path_factory):
     cache_dir = tmp_path_factory.mktemp("cache-small")
     m = mounts(world["owner"].token, world["folder"], "cache-small",
-               ["--read-only", "--cache-dir", str(cache_dir), "--cache-size", "5M"])
+               ["--read-only", "--cache-dir", str(cache_dir), "--cache-size", "5M", "--xattrs"])
     for name in ("cached-2.bin", "many-00.bin", "many-01.bin", "many-02.bin", "big.bin"):
         data = (m.path / name).read_bytes()
         assert hashlib.md5(data).hexdigest() == os.getxattr(
@@ -214,7 +214,7 @@ def test_a_whole_file_not_matching_its_md5_is_dropped_from_the_cache(world, moun
                                                                      tmp_path_factory):
     cache_dir = tmp_path_factory.mktemp("cache-md5")
     m = mounts(world["owner"].token, world["folder"], "cache-md5",
-               ["--read-only", "--cache-dir", str(cache_dir), "--cache-size", "64M"])
+               ["--read-only", "--cache-dir", str(cache_dir), "--cache-size", "64M", "--xattrs"])
     assert (m.path / "wrong-md5.bin").read_bytes() == data_of("wrong-md5.bin", 3 * MiB)
     good = (m.path / "cached-2.bin").read_bytes()
     time.sleep(1.0)

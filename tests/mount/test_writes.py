@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 
-WRITER_EXTRA = ["--metadata-ttl", "1"]
+WRITER_EXTRA = ["--metadata-ttl", "1", "--xattrs"]
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +237,7 @@ def test_user_without_write_permission_gets_eacces(emulator, seeded, mounts):
     acl = owner.api.ok(owner.api.get(acl_path))
     acl["resourceAccess"].append({"principalId": int(reader.id), "accessType": ["READ", "DOWNLOAD"]})
     owner.api.ok(owner.api.put(acl_path, acl))
-    m = mounts(reader.token, folder, "reader-ext")
+    m = mounts(reader.token, folder, "reader-ext", ["--xattrs"])
     assert (m.path / "matrix.csv").stat().st_size == 64 * 1024
     for action in (lambda: open(m.path / "new.txt", "wb").close(),
                    lambda: open(m.path / "matrix.csv", "ab").close(),
@@ -256,7 +256,7 @@ def test_collaborator_who_does_not_own_the_bucket_writes_through_multipart(emula
     acl["resourceAccess"].append({"principalId": int(collab.id), "accessType": [
         "READ", "DOWNLOAD", "UPDATE", "CREATE", "DELETE"]})
     owner.api.ok(owner.api.put(acl_path, acl))
-    m = mounts(collab.token, layout["externalStsFolder"], "collab-ext")
+    m = mounts(collab.token, layout["externalStsFolder"], "collab-ext", ["--xattrs"])
     data = os.urandom(9 * 1024 * 1024 + 5)
     (m.path / "from-collab.bin").write_bytes(data)
     syn_id = os.getxattr(m.path / "from-collab.bin", "user.synapse.id").decode()
@@ -327,7 +327,7 @@ def test_failed_upload_keeps_data_and_synapse_consistent(emulator, seeded, mount
     owner, layout = seeded
     cache = tmp_path / "cache"
     m = mounts(owner.token, layout["externalStsFolder"], "failing",
-               ["--retry-budget", "2", "--cache-dir", str(cache)])
+               ["--retry-budget", "2", "--cache-dir", str(cache), "--xattrs"])
     (m.path / "keep.txt").write_bytes(b"v1")
     syn_id = os.getxattr(m.path / "keep.txt", "user.synapse.id").decode()
     emulator.set_faults(s3_error_rate=1.0, s3_error_status=503)
@@ -363,7 +363,7 @@ def test_failed_entity_creation_keeps_data(emulator, seeded, mounts, tmp_path):
     owner, layout = seeded
     cache = tmp_path / "cache2"
     m = mounts(owner.token, layout["externalStsFolder"], "failing2",
-               ["--retry-budget", "2", "--cache-dir", str(cache)])
+               ["--retry-budget", "2", "--cache-dir", str(cache), "--xattrs"])
     emulator.set_faults(errors=[{"path": "/repo/v1/entity$", "method": "POST", "status": 500}])
     fh = open(m.path / "never.txt", "wb")
     fh.write(b"not lost")
@@ -379,7 +379,7 @@ def test_failed_entity_creation_keeps_data(emulator, seeded, mounts, tmp_path):
 
 def test_credentials_expiring_during_upload(emulator, seeded, mounts):
     owner, layout = seeded
-    m = mounts(owner.token, layout["externalStsFolder"], "expiring-up")
+    m = mounts(owner.token, layout["externalStsFolder"], "expiring-up", ["--xattrs"])
     emulator.set_faults(sts_expiration_s=2, s3_latency_ms=150)
     data = os.urandom(40 * 1024 * 1024)
     start = time.monotonic()

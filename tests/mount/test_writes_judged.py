@@ -12,7 +12,7 @@ def test_synapseclient_reads_what_the_mount_wrote(emulator, seeded, mounts, tmp_
     owner, layout = seeded
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("SYNAPSE_AUTH_TOKEN", raising=False)
-    m = mounts(owner.token, layout["externalStsFolder"], "judged")
+    m = mounts(owner.token, layout["externalStsFolder"], "judged", ["--xattrs"])
     v1, v2 = os.urandom(123_457), os.urandom(9 * 1024 * 1024 + 1)
     (m.path / "judged.bin").write_bytes(v1)
     (m.path / "judged.bin").write_bytes(v2)
