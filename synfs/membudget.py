@@ -58,7 +58,9 @@ class Buffer:
         self.capacity = capacity
         self.pooled = pooled
         if pooled:
-            self._mem = mmap.mmap(-1, capacity)
+            # private: Python's default (MAP_SHARED) makes shmem pages, slower to fault in,
+            # pinned by FUSE through the slow path, and never transparent huge pages
+            self._mem = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
             if capacity >= HUGE_PAGE and hasattr(mmap, "MADV_HUGEPAGE"):
                 try:
                     self._mem.madvise(mmap.MADV_HUGEPAGE)

@@ -2,10 +2,11 @@
 reference design), over the mount's shared single-flight part downloads (``synfs.downloads``).
 
 Owns ``Prefetcher`` (one per open file, trio thread only): it keeps parts covering the window
-ahead of the reader. The window starts at ``initial`` (1 MiB + 128 KiB), doubles each time the
-reader finishes a part, and is capped by ``maximum`` and by the open file's fair share of the
-memory budget; up to ``parallel`` parts of up to ``part_max`` bytes download at once, and each
-part that lands tops the window up, so one slow GET never stalls the others. Parts end on a
+ahead of the reader. The window starts at ``initial`` (1 MiB + 128 KiB), grows each time the
+reader finishes a part (x4 up to ``RAMP_UNTIL``, then x2: every GET costs milliseconds of
+Python, so the ramp of small parts is kept short), and is capped by ``maximum`` and by the
+open file's fair share of the memory budget; up to ``parallel`` parts of up to ``part_max``
+bytes download at once, and each part that lands tops the window up, so one slow GET never stalls the others. Parts end on a
 grid, so that readers of the same file share them. Reads inside what is held or downloading
 (small forward and backward seeks, the kernel's out-of-order readahead) are served from it;
 any other read resets the window. Two resets in a row mean random access: then only the bytes
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 KERNEL_READAHEAD_KIB = 4096        # see tune_kernel_readahead
+RAMP_UNTIL = 16 * MiB              # the window quadruples up to here, then doubles
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +63,7 @@ class Prefetcher:
         self.resets = 0
         self.requests = 0               # downloads this file started (parts + direct reads)
         self.last_active = downloads.clock()
-        self._grow_at = -1              # when the reader gets here, the window doubles
+        self._grow_at = -1              # when the reader gets here, the window grows
         self._closed = False
         downloads.budget.register(self)
 
@@ -160,7 +162,7 @@ class Prefetcher:
             holder = self._holder(self.next_seq)
             self._grow_at = holder.end if holder else -1
         elif self.next_seq >= self._grow_at:
-            self.window = min(self.window * 2, self._cap())
+            self.window = min(self.window * (4 if self.window < RAMP_UNTIL else 2), self._cap())
             holder = self._holder(self.next_seq)
             self._grow_at = holder.end if holder else -1
         drop = 0
