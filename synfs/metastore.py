@@ -60,7 +60,7 @@ class MetaStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
-                                 timeout=2.0)
+                                 timeout=0.05)   # never stall the trio thread: retry later
             os.chmod(self.path, 0o600)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -130,16 +130,21 @@ class MetaStore:
         if self._db is None or not self._pending:
             return
         rows = list(self._pending.values())
-        self._pending.clear()
         try:
             with self._db:
-                self._db.execute("BEGIN")
+                self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany("INSERT OR REPLACE INTO entities VALUES (?,?,?,?,?)", rows)
                 count = self._db.execute("SELECT COUNT(*) FROM entities").fetchone()[0]
                 if count > self.max_entries:
                     self._db.execute(
                         "DELETE FROM entities WHERE id IN (SELECT id FROM entities "
                         "ORDER BY used LIMIT ?)", (count - self.max_entries,))
+            self._pending.clear()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                self._fail(exc)
+            elif len(self._pending) > 16 * FLUSH_EVERY:   # another mount holds it: try later,
+                self._pending.clear()                       # but never hold much in memory
         except sqlite3.Error as exc:
             self._fail(exc)
 

@@ -6,8 +6,8 @@ ahead of the reader. The window starts at ``initial`` (1 MiB + 128 KiB), grows e
 reader finishes a part (x4 up to ``RAMP_UNTIL``, then x2: every GET costs milliseconds of
 Python, so the ramp of small parts is kept short), and is capped by ``maximum`` and by the
 open file's fair share of the memory budget; up to ``parallel`` parts of up to ``part_max``
-bytes download at once, and each part that lands tops the window up, so one slow GET never stalls the others. Parts end on a
-grid, so that readers of the same file share them. Reads inside what is held or downloading
+bytes download at once, and each part that lands tops the window up, so one slow GET never
+stalls the others. Parts end on a grid, so that readers of the same file share them. Reads inside what is held or downloading
 (small forward and backward seeks, the kernel's out-of-order readahead) are served from it;
 any other read resets the window. Two resets in a row mean random access: then only the bytes
 asked for are fetched until the reads turn sequential again. When the budget refuses a part a

@@ -193,3 +193,17 @@ def test_the_store_is_bounded_and_survives_a_corrupt_file(tree, tmp_path):
     seen = trio.run(walk, fs)                              # works, just without the store
     assert len(seen) == 33
     assert not broken.enabled
+
+
+def test_a_store_locked_by_another_mount_keeps_its_records_for_later(tree, tmp_path):
+    path = tmp_path / "meta.sqlite"
+    store = MetaStore(path)
+    other = MetaStore(path)
+    other._db.execute("BEGIN IMMEDIATE")                   # another mount is writing
+    trio.run(lambda: walk_and_stat(make_fs(tree, store)))
+    store.flush()
+    assert store.enabled and len(store._pending) == 30     # kept, not lost, not fatal
+    other._db.execute("COMMIT")
+    store.flush()
+    assert not store._pending
+    assert MetaStore(path).get(1001, 1, tree.entities[1001].modified_on) is not None
