@@ -4,15 +4,15 @@ reference design), over the mount's shared single-flight part downloads (``synfs
 Owns ``Prefetcher`` (one per open file, trio thread only): it keeps parts covering the window
 ahead of the reader. The window starts at ``initial`` (1 MiB + 128 KiB), grows each time the
 reader finishes a part (x4 up to ``RAMP_UNTIL``, then x2: every GET costs milliseconds of
-Python, so the ramp of small parts is kept short), and is capped by ``maximum`` and by the
-open file's fair share of the memory budget; up to ``parallel`` parts of up to ``part_max``
-bytes download at once, and each part that lands tops the window up, so one slow GET never
-stalls the others. Parts end on a grid, so that readers of the same file share them. Reads inside what is held or downloading
-(small forward and backward seeks, the kernel's out-of-order readahead) are served from it;
-any other read resets the window. Two resets in a row mean random access: then only the bytes
-asked for are fetched until the reads turn sequential again. When the budget refuses a part a
-read needs, the read is served by one direct ranged GET of just its bytes. Replies are
-read-only views of the parts (no copy) unless a read spans parts.
+Python, so the ramp of small parts is kept short), and is capped by ``maximum`` and by the open
+file's fair share of the memory budget; up to ``parallel`` parts of up to ``part_max`` bytes
+download at once, and each part that lands tops the window up, so one slow GET never stalls the
+others. Parts end on a grid, so that readers of the same file share them. Reads inside what is
+held or downloading (small forward and backward seeks, the kernel's out-of-order readahead) are
+served from it; any other read resets the window. Two resets in a row mean random access: then
+only the bytes asked for are fetched until the reads turn sequential again. When the budget
+refuses a part a read needs, the read is served by one direct ranged GET of just its bytes.
+Replies are read-only views of the parts (no copy) unless a read spans parts.
 
 Also ``tune_kernel_readahead``: the kernel's readahead for the mount, so that sequential reads
 arrive as 1 MiB requests several at a time.
