@@ -5,8 +5,9 @@ cold and warm, against synapseclient's ``synapseutils.walk`` plus each file's si
 The 600-per-minute limit puts a floor of about (calls - 600) / 10 seconds under any cold
 enumeration, so the four cold runs (synfs x 3 commands, synapseclient) run at the same time,
 each as its own user with its own fresh mount, to fit the benchmark's time budget; the warm
-runs follow on the same mounts, one at a time, once the data scenarios are over. REST calls come from the daemon's status file
-(synfs) and from the transport (synapseclient).
+runs follow on the same mounts, one at a time, once the data scenarios and the synapseclient
+walk are over (a quiet machine), then one run after a remount (the metadata store). REST calls
+come from the daemon's status file (synfs) and from the transport (synapseclient).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class MetadataBench:
             1 for p in world.layout["files"] if p.startswith("meta/"))}
         self._threads: list[threading.Thread] = []
         self.quiet = threading.Event()            # set once the data scenarios are over
+        self.sc_done = threading.Event()          # set once synapseclient's walk is over
         self._warm_lock = threading.Lock()        # warm runs one at a time
         self.users = {name: world.new_user(f"meta{i}")
                       for i, name in enumerate([*COMMANDS, "synapseclient"])}
@@ -85,6 +87,7 @@ class MetadataBench:
             out["cold_calls"] = None if None in (before, after) else after - before
             self.log(f"  {name} cold: {out['cold_s']:.1f}s, {out['cold_calls']} REST calls")
             self.quiet.wait()
+            self.sc_done.wait()                    # warm runs on a quiet machine only
             with self._warm_lock:
                 warm = [run_in(m.path, COMMANDS[name]) for _ in range(self.warm_reps)]
             out["warm_s"] = sorted(warm)[len(warm) // 2]
@@ -111,6 +114,16 @@ class MetadataBench:
             m.stop()
 
     def _synapseclient(self) -> None:
+        try:
+            out = self._sc_walk()
+        except Exception as exc:  # noqa: BLE001 - reported; the warm runs must not wait forever
+            out = {"seconds": None, "error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            self.sc_done.set()
+        self.results["synapseclient"] = out
+        self.log(f"  synapseclient walk + sizes: {out}")
+
+    def _sc_walk(self) -> dict:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         argv = [sys.executable, "-m", "bench.sc_walk",
                 str(self.world.emulator.data_dir / "emulator.json"), self.folder]
@@ -118,10 +131,9 @@ class MetadataBench:
             res = subprocess.run(argv, input=self.users["synapseclient"].token + "\n",
                                  capture_output=True, text=True, env=env, cwd=str(ROOT),
                                  timeout=self.sc_timeout)
-            out = json.loads(res.stdout.strip().splitlines()[-1])
         except subprocess.TimeoutExpired:
-            out = {"seconds": None, "timeout_s": self.sc_timeout}
+            return {"seconds": None, "timeout_s": self.sc_timeout}
+        try:
+            return json.loads(res.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            out = {"seconds": None, "error": (res.stderr or "")[-1000:]}
-        self.results["synapseclient"] = out
-        self.log(f"  synapseclient walk + sizes: {out}")
+            return {"seconds": None, "error": (res.stderr or "")[-1000:]}
