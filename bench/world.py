@@ -246,7 +246,10 @@ def main(argv=None) -> int:
         world.seed()
         print(json.dumps({"info": str(args.data_dir / "emulator" / "emulator.json"),
                           "layout": str(args.data_dir / "layout.json")}), flush=True)
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        stop = {signal.SIGINT, signal.SIGTERM}
+        # sigwait only sees blocked signals; blocked only now, as children inherit the mask
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        signal.sigwait(stop)
     finally:
         world.stop()
     return 0
