@@ -165,27 +165,24 @@ class Filesystem(WriteOps, RenameOps):
         return await self._listing_flight.do(entity_id, fetch)
 
     # ---- attributes ----------------------------------------------------------------------
-    def attr_of(self, ent: Entity) -> Attr:
-        ino = self.ino_of(ent.id)
-        if ent.kind.is_container:
-            return Attr(ino=ino, is_dir=True, size=0, mtime=ent.modified_on,
-                        ctime=ent.modified_on, mode=stat.S_IFDIR | self.opts.dir_mode,
+    def _attr(self, entity_id: int, is_dir: bool, size: int, mtime: float,
+              provisional: bool = False) -> Attr:
+        if is_dir:
+            return Attr(ino=self.ino_of(entity_id), is_dir=True, size=0, mtime=mtime,
+                        ctime=mtime, mode=stat.S_IFDIR | self.opts.dir_mode,
                         uid=self.opts.uid, gid=self.opts.gid, nlink=2)
+        return Attr(ino=self.ino_of(entity_id), is_dir=False, size=size, mtime=mtime,
+                    ctime=mtime, mode=stat.S_IFREG | self.opts.file_mode,
+                    uid=self.opts.uid, gid=self.opts.gid, provisional=provisional)
+
+    def attr_of(self, ent: Entity) -> Attr:
         size = ent.file_handle.size if ent.file_handle is not None else 0
-        return Attr(ino=ino, is_dir=False, size=size, mtime=ent.modified_on,
-                    ctime=ent.modified_on, mode=stat.S_IFREG | self.opts.file_mode,
-                    uid=self.opts.uid, gid=self.opts.gid)
+        return self._attr(ent.id, ent.kind.is_container, size, ent.modified_on)
 
     def header_attr(self, child: ChildHeader) -> Attr:
         """A folder's attributes, or a file's provisional ones, from its listing header."""
-        ino = self.ino_of(child.id)
-        if child.kind.is_container:
-            return Attr(ino=ino, is_dir=True, size=0, mtime=child.modified_on,
-                        ctime=child.modified_on, mode=stat.S_IFDIR | self.opts.dir_mode,
-                        uid=self.opts.uid, gid=self.opts.gid, nlink=2)
-        return Attr(ino=ino, is_dir=False, size=0, mtime=child.modified_on,
-                    ctime=child.modified_on, mode=stat.S_IFREG | self.opts.file_mode,
-                    uid=self.opts.uid, gid=self.opts.gid, provisional=True)
+        return self._attr(child.id, child.kind.is_container, 0, child.modified_on,
+                          provisional=not child.kind.is_container)
 
     def known(self, child: ChildHeader) -> Entity | None:
         """The entity behind a listing header if it is known for that version, without a call."""
