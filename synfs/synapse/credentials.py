@@ -25,6 +25,7 @@ from typing import Callable
 
 from synfs import logs
 from synfs.synapse.models import StsCredentials
+from synfs.synapse.throttle import Coalescer
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +37,6 @@ class _Entry:
     creds: StsCredentials
     refresh_at: float        # on ``clock``: when to fetch a new set
     margin: float            # seconds before the reported expiration to fetch a new set
-
-
-class _Flight:
-    """One in-progress fetch that other callers wait on."""
-
-    def __init__(self):
-        self.done = threading.Event()
-        self.creds: StsCredentials | None = None
-        self.error: BaseException | None = None
 
 
 def _utcnow() -> dt.datetime:
@@ -59,7 +51,7 @@ class CredentialStore:
         self.wall = wall
         self._lock = threading.Lock()
         self._cache: dict[tuple[int, str], _Entry] = {}
-        self._flights: dict[tuple[int, str], _Flight] = {}
+        self._flights = Coalescer(copy_results=False)   # one REST call per key at a time
         self.fetches = 0          # REST calls made (for tests and benchmarks)
 
     def __repr__(self) -> str:
@@ -70,32 +62,20 @@ class CredentialStore:
         """Fresh-enough credentials for the location; ``entity_id`` is any entity stored
         there that the caller may download (it names the location in the REST call)."""
         key = (storage_location_id, permission)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+
+        def fetch() -> StsCredentials:
+            again = self._cached(key)      # a flight that just landed may have filled it
+            return again if again is not None else self._fetch(key, entity_id)
+
+        return self._flights.do(key, fetch)
+
+    def _cached(self, key: tuple[int, str]) -> StsCredentials | None:
         with self._lock:
             entry = self._cache.get(key)
-            if entry is not None and self._fresh(entry):
-                return entry.creds
-            flight = self._flights.get(key)
-            leader = flight is None
-            if leader:
-                flight = self._flights[key] = _Flight()
-        if not leader:
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            return flight.creds
-        try:
-            creds = self._fetch(key, entity_id)
-        except BaseException as exc:
-            flight.error = exc
-            with self._lock:
-                self._flights.pop(key, None)
-            flight.done.set()
-            raise
-        flight.creds = creds
-        with self._lock:
-            self._flights.pop(key, None)
-        flight.done.set()
-        return creds
+            return entry.creds if entry is not None and self._fresh(entry) else None
 
     def _fetch(self, key: tuple[int, str], entity_id: int) -> StsCredentials:
         storage_location_id, permission = key

@@ -91,9 +91,11 @@ class _Flight:
 
 
 class Coalescer:
-    """Concurrent calls with the same key share one execution (threads)."""
+    """Concurrent calls with the same key share one execution (threads). Followers get a
+    deep copy of the answer unless ``copy_results`` is off (for immutable answers)."""
 
-    def __init__(self):
+    def __init__(self, copy_results: bool = True):
+        self.copy_results = copy_results
         self._lock = threading.Lock()
         self._flights: dict[tuple, _Flight] = {}
 
@@ -107,6 +109,8 @@ class Coalescer:
             flight.done.wait()
             if flight.error is not None:
                 raise flight.error
+            if not self.copy_results:
+                return flight.result
             return copy.deepcopy(flight.result)    # callers may not share mutable answers
         try:
             flight.result = fn()
