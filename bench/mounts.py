@@ -117,7 +117,7 @@ class SynfsMount:
         """Synapse requests the daemon has sent so far (from its status file)."""
         time.sleep(settle)                       # the status file is refreshed every 2 s
         try:
-            from synfs.runtime import find_status_file
+            from synfs.service.runtime import find_status_file
 
             path, _ = find_status_file(self.path)
             return int(json.loads(path.read_text())["requests"]["synapse"])

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from synfs.demo_seed import CT  # noqa: E402
+from synfs.cli.demo_seed import CT  # noqa: E402
 from tests.harness import EmulatorProcess  # noqa: E402
 
 MiB = 1024 * 1024

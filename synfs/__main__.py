@@ -1,7 +1,7 @@
-"""Allows ``python -m synfs``; the command line lives in :mod:`synfs.cli`."""
+"""Allows ``python -m synfs``; the command line lives in :mod:`synfs.cli.main`."""
 
 import sys
 
-from synfs.cli import main
+from synfs.cli.main import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """One byte budget (``--cache-size``) for everything synfs keeps in its cache directory.
 
 Owns the accounting shared by the two users of that directory: the write staging area
-(``synfs.staging``, unsaved user data) and the optional data cache (``synfs.datacache``, a
+(``synfs.write.staging``, unsaved user data) and the optional data cache (``synfs.read.datacache``, a
 copy of bytes that are safe in S3). It holds no files itself; it only counts.
 
 * Staged bytes come first. ``stage`` refuses only when staged bytes alone would exceed the

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from synfs.demo_seed import content
+from synfs.cli.demo_seed import content
 from tests.harness import ROOT
 
 

@@ -8,7 +8,7 @@ the half rule keeps short test lifetimes working). Concurrent ``get`` calls for 
 share one REST call and its outcome (single-flight). ``invalidate`` drops a set S3 rejected,
 but only if it is still the cached one, so a late failure cannot discard fresher credentials.
 ``status()`` reports each cached set's expiry (no secrets); every secret fetched is
-registered with ``synfs.logs`` so that no log line can carry it.
+registered with ``synfs.redact`` so that no log line can carry it.
 
 Blocking and thread-safe (worker threads). Time comes from injectable clocks: ``clock``
 (monotonic, for ages) and ``wall`` (aware UTC datetime, against the reported expiration).
@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Callable
 
-from synfs import logs
+from synfs import redact
 from synfs.synapse.models import StsCredentials
 from synfs.synapse.throttle import Coalescer
 
@@ -82,8 +82,8 @@ class CredentialStore:
         with self._lock:
             self.fetches += 1
         creds = self.client.sts_credentials(entity_id, permission)
-        logs.register_secret(creds.secret_access_key)
-        logs.register_secret(creds.session_token)
+        redact.register_secret(creds.secret_access_key)
+        redact.register_secret(creds.session_token)
         now = self.clock()
         lifetime = creds.remaining(self.wall())
         margin = min(MAX_MARGIN_S, max(lifetime, 0.0) / 2)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from synfs.demo_seed import Seeder
+from synfs.cli.demo_seed import Seeder
 from tests.harness import ROOT
 
 

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from synfs.demo_seed import Seeder, content
-from synfs.runtime import find_status_file
+from synfs.cli.demo_seed import Seeder, content
+from synfs.service.runtime import find_status_file
 
 SIZES = [1, 700, 4096, 70_001]
 

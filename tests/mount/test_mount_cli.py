@@ -151,7 +151,7 @@ def test_allow_other_uid_gid_and_modes(emulator, seeded, tmp_path):
     import shutil
     import tempfile
 
-    from synfs.demo_seed import content
+    from synfs.cli.demo_seed import content
 
     owner, layout = seeded
     public = Path(tempfile.mkdtemp(prefix="synfs-public-", dir="/tmp"))

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from synfs.demo_seed import EXTERNAL_FILES, PLAIN_FILES, SYNAPSE_STS_FILES, content
+from synfs.cli.demo_seed import EXTERNAL_FILES, PLAIN_FILES, SYNAPSE_STS_FILES, content
 
 ALL = ([("synapse-sts", *f) for f in SYNAPSE_STS_FILES]
        + [("external-sts", *f) for f in EXTERNAL_FILES]

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from synfs.demo_seed import CT, Seeder
+from synfs.cli.demo_seed import CT, Seeder
 
 MiB = 1024 * 1024
 BIG = 24 * MiB + 4321

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from synfs.demo_seed import Seeder, content
+from synfs.cli.demo_seed import Seeder, content
 
 ODD_NAMES = ["with space.txt", "paren (1).txt", "it's.txt", "a+b.txt", "dots...txt",
              "comma,name.txt", "-dash_under.txt"]

@@ -393,7 +393,7 @@ def test_credentials_expiring_during_upload(emulator, seeded, mounts):
 def test_create_of_a_name_made_elsewhere_meanwhile_saves_a_new_version(seeded, ext):
     """The mount's listing is cached; a file created by another client in the meantime is
     opened and updated (a new version), not duplicated and not an error."""
-    from synfs.demo_seed import Seeder
+    from synfs.cli.demo_seed import Seeder
 
     owner, layout = seeded
     assert os.listdir(ext) == []                  # the (empty) listing is now cached

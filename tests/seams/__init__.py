@@ -144,7 +144,7 @@ _world_lock = threading.Lock()
 
 def seed_world(emulator) -> World:
     """Seed (once per emulator process) a project with STS, external-STS and plain folders."""
-    from synfs.demo_seed import Seeder, content
+    from synfs.cli.demo_seed import Seeder, content
 
     with _world_lock:
         if id(emulator) in _worlds:

@@ -108,7 +108,7 @@ class WriteWorld:
 def external_world(emulator, label: str, other_access: list[str]) -> WriteWorld:
     """A project with an external-bucket STS folder owned by a new user, and another new
     user granted ``other_access`` on the project (shared with test_uploader)."""
-    from synfs.demo_seed import Seeder
+    from synfs.cli.demo_seed import Seeder
 
     owner, other = emulator.new_user(), emulator.new_user()
     seeder = Seeder(emulator.info, owner.token, owner_s3=emulator.s3_admin_client())

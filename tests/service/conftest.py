@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from synfs.demo_seed import CT, Seeder
+from synfs.cli.demo_seed import CT, Seeder
 from tests.harness import ROOT
 from tests.mount.conftest import Mount
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from synfs.cli import build_parser
+from synfs.cli.main import build_parser
 from tests.harness import ROOT
 
 DOCS = ROOT / "docs"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from synfs.status import synfs_mounts
+from synfs.cli.status import synfs_mounts
 from tests.service.conftest import SYNFS, force_unmount, run, synfs_cmd, wait_for
 
 HELPER = Path("/sbin/mount.fuse.synfs")

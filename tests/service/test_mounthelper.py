@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from synfs import mounthelper
-from synfs.mounthelper import HelperError, translate
+from synfs.cli import mounthelper
+from synfs.cli.main import helper_main
+from synfs.cli.mounthelper import HelperError, translate
 
 
 def test_the_issue_line():
@@ -47,9 +48,9 @@ def test_sloppy_ignores_unknown_options():
 
 
 def test_helper_command_line_forms(capsys):
-    assert mounthelper.main(["syn5", "/mnt/x", "-f", "-v", "-o", "ro,allow_other"]) == 0
+    assert helper_main(["syn5", "/mnt/x", "-f", "-v", "-o", "ro,allow_other"]) == 0
     assert "synfs mount syn5 /mnt/x --allow-other --read-only" in capsys.readouterr().err
-    assert mounthelper.main(["syn5", "/mnt/x", "-o", "nope"]) == 2
+    assert helper_main(["syn5", "/mnt/x", "-o", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("synfs: unknown mount option 'nope'") and "\n" not in err
 

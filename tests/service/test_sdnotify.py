@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from synfs import sdnotify
+from synfs.service import sdnotify
 from tests.harness import ROOT
 from tests.mount.conftest import Mount
 from tests.service.conftest import force_unmount

@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from synfs import runtime
+from synfs.service import runtime
 from tests.service.conftest import force_unmount, one_line, run, synfs_cmd, wait_for
 
 
@@ -108,7 +108,7 @@ def test_not_a_synfs_mount(tmp_path):
 
 
 def test_mountinfo_parsing_unescapes_paths():
-    from synfs.status import parse_mountinfo
+    from synfs.cli.status import parse_mountinfo
 
     text = ("36 35 0:52 / /mnt/with\\040space rw,nosuid,nodev,relatime shared:1 - fuse.synfs "
             "syn123 ro,user_id=1000,group_id=1000,default_permissions,allow_other\n"
@@ -166,7 +166,7 @@ def test_a_failing_component_is_reported_not_raised():
 
 
 def test_render_shows_reported_parts_and_omits_absent_ones():
-    from synfs.status import render_one
+    from synfs.cli.status import render_one
 
     now = __import__("time").time()
     base = {"mountpoint": "/mnt/x", "source": "syn123", "state": "answering",

@@ -1,4 +1,4 @@
-"""Unit tests of the on-disk data cache (synfs.datacache): round trips, LRU eviction within
+"""Unit tests of the on-disk data cache (synfs.read.datacache): round trips, LRU eviction within
 the size limit, persistence across instances (remounts), detection of corrupted, truncated
 and misplaced blocks, and the whole-file MD5 check."""
 
@@ -12,9 +12,9 @@ import random
 import pytest
 import trio
 
-from synfs.datacache import HEADER, DataCache
-from synfs.membudget import MemoryBudget
-from synfs.downloads import Downloads
+from synfs.read.datacache import HEADER, DataCache
+from synfs.read.membudget import MemoryBudget
+from synfs.read.downloads import Downloads
 from tests.unit.test_prefetch import DataRemote, opener
 
 BLOCK = 64 * 1024
@@ -96,7 +96,7 @@ def test_damaged_blocks_are_detected_dropped_and_logged(tmp_path, caplog, damage
         path.write_bytes(raw[:HEADER.size + 100])
     else:                                # another block's file under this block's name
         path.write_bytes(_block(tmp_path, 5, 2).read_bytes())
-    with caplog.at_level(logging.WARNING, logger="synfs.datacache"):
+    with caplog.at_level(logging.WARNING, logger="synfs.read.datacache"):
         assert read(cache, 5, len(data), BLOCK, 100) is None
     assert "corrupt" in caplog.text
     assert not path.exists() and not cache.has(5, 1) and cache.stats["corrupt"] == 1
@@ -109,7 +109,7 @@ def test_a_complete_file_is_checked_against_its_md5(tmp_path, caplog):
     store_all(cache, 1, good, md5=hashlib.md5(good).hexdigest())
     assert cache.is_verified(1) and cache.stats["verified"] == 1
     bad = blob(2 * BLOCK + 9, 2)
-    with caplog.at_level(logging.WARNING, logger="synfs.datacache"):
+    with caplog.at_level(logging.WARNING, logger="synfs.read.datacache"):
         store_all(cache, 2, bad, md5=hashlib.md5(b"something else").hexdigest())
     assert "does not match its MD5" in caplog.text
     assert cache.stats["md5_mismatch"] == 1
@@ -139,8 +139,8 @@ def test_the_prefetcher_reads_through_the_cache(tmp_path):
     # a new mount (new Downloads, new DataCache on the same directory): no S3 read at all
     downloads2 = Downloads(remote, MemoryBudget(64 * 1024 * 1024),
                            DataCache(tmp_path, 64 * 1024 * 1024))
-    from synfs.files import OpenFile
-    from synfs.prefetch import ReadaheadPolicy
+    from synfs.read.openfiles import OpenFile
+    from synfs.read.prefetch import ReadaheadPolicy
 
     assert trio.run(read_all, lambda e: OpenFile(e, remote, ReadaheadPolicy(), downloads2)) == data
     assert remote.fetched() == fetched and downloads2.stats["cache_hits"] > 0

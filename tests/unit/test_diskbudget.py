@@ -1,5 +1,5 @@
 """Unit tests of the one ``--cache-size`` budget (synfs.diskbudget) shared by the write staging
-area (synfs.staging) and the data cache (synfs.datacache): staged writes come first and evict
+area (synfs.write.staging) and the data cache (synfs.read.datacache): staged writes come first and evict
 cached blocks, the cache directory as a whole stays within the budget, ENOSPC comes only when
 staged data alone would exceed it, and the data cache lives in the room staging leaves."""
 
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from synfs import errors
-from synfs.datacache import HEADER, DataCache
+from synfs.read.datacache import HEADER, DataCache
 from synfs.diskbudget import DiskBudget
-from synfs.staging import StagingArea
+from synfs.write.staging import StagingArea
 
 BLOCK = 64 * 1024
 PER_BLOCK = BLOCK + HEADER.size          # what one cached block costs on disk
@@ -307,7 +307,7 @@ def test_blocks_found_at_start_are_evicted_to_fit_next_to_nothing_staged(tmp_pat
 @pytest.mark.parametrize("with_cache_dir", [True, False])
 def test_the_daemon_gives_staging_and_the_data_cache_one_budget(tmp_path, monkeypatch,
                                                                  with_cache_dir):
-    from synfs import daemon
+    from synfs.service import daemon
     from synfs.config import Config
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

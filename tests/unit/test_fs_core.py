@@ -1,4 +1,4 @@
-"""Unit tests of the filesystem core (synfs.fs / synfs.files) with an in-memory fake remote:
+"""Unit tests of the filesystem core (synfs.fs.core / synfs.read.openfiles) with an in-memory fake remote:
 no FUSE, no HTTP. They pin down identity, caching, paging, permissions and the read path."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import trio
 
 from synfs import errors
 from synfs.cache import SingleFlight, TTLCache
-from synfs.files import ReadaheadPolicy
-from synfs.fs import ROOT_INO, Filesystem, Options
+from synfs.read.openfiles import ReadaheadPolicy
+from synfs.fs.core import ROOT_INO, Filesystem, Options
 from synfs.synapse.models import CT, ChildHeader, Entity, FileHandle, Kind
 
 

@@ -9,8 +9,8 @@ import pytest
 import trio
 
 from synfs import errors
-from synfs.fs import ROOT_INO, Filesystem, Options
-from synfs.metastore import MetaStore
+from synfs.fs.core import ROOT_INO, Filesystem, Options
+from synfs.fs.metastore import MetaStore
 from synfs.synapse.models import Kind
 from tests.unit.test_fs_core import FakeClock, FakeRemote
 
@@ -121,7 +121,7 @@ def test_a_listing_after_stat_gives_real_sizes_and_a_new_version_is_noticed(tree
         await fs.lookup(ROOT_INO, "dir0")
         attr = await fs.lookup(200, "file03.bin")
         assert attr.size == 4 and not attr.provisional
-        fs._listings.clear()                               # the listing expires
+        fs.tree._listings.clear()                               # the listing expires
         new_version(tree, 1003, b"longer content")
         seen = await walk(fs, 200)
         name, a = seen[1003]

@@ -1,4 +1,4 @@
-"""Unit tests of the memory budget (synfs.membudget): limits, reuse, reclaiming from idle
+"""Unit tests of the memory budget (synfs.read.membudget): limits, reuse, reclaiming from idle
 open files, direct reads that wait instead of deadlocking, and fair shares."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from synfs.membudget import MIN_POOLED, MemoryBudget, size_class
+from synfs.read.membudget import MIN_POOLED, MemoryBudget, size_class
 
 MiB = 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""Unit tests of the prefetcher (synfs.prefetch / synfs.files) with an in-memory remote:
+"""Unit tests of the prefetcher (synfs.read.prefetch / synfs.read.openfiles) with an in-memory remote:
 sequential, random and seek patterns, out-of-order reads, single-flight downloads, a file
 changed between opens, errors, and the memory budget. No timing assertions."""
 
@@ -11,10 +11,10 @@ import pytest
 import trio
 
 from synfs import errors
-from synfs.files import OpenFile
-from synfs.membudget import MemoryBudget
-from synfs.downloads import Downloads
-from synfs.prefetch import ReadaheadPolicy
+from synfs.read.openfiles import OpenFile
+from synfs.read.membudget import MemoryBudget
+from synfs.read.downloads import Downloads
+from synfs.read.prefetch import ReadaheadPolicy
 from synfs.synapse.models import CT, Entity, FileHandle, Kind
 
 MiB = 1024 * 1024

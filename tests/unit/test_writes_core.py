@@ -1,4 +1,4 @@
-"""Unit tests of the write path of the core (synfs.writes / synfs.renames) with fakes: no
+"""Unit tests of the write path of the core (synfs.write.path / synfs.write.namespace) with fakes: no
 FUSE, no HTTP. A fake writer records what Synapse would be asked to do."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from synfs import errors
-from synfs.fs import ROOT_INO, Filesystem, Options
-from synfs.staging import StagingArea
+from synfs.fs.core import ROOT_INO, Filesystem, Options
+from synfs.write.staging import StagingArea
 from synfs.synapse.models import CT, Entity, FileHandle, Kind, UploadDestination
 from tests.unit.test_fs_core import FakeClock, FakeRemote
 

@@ -1,5 +1,5 @@
 """Sequential prefetching per open file (design lesson 9; mountpoint-s3's prefetcher is the
-reference design), over the mount's shared single-flight part downloads (``synfs.downloads``).
+reference design), over the mount's shared single-flight part downloads (``synfs.read.downloads``).
 
 Owns ``Prefetcher`` (one per open file, trio thread only): it keeps parts covering the window
 ahead of the reader. The window starts at ``initial`` (1 MiB + 128 KiB), grows each time the
@@ -25,7 +25,7 @@ import logging
 import os
 
 from synfs import errors
-from synfs.downloads import Downloads, Part
+from synfs.read.downloads import Downloads, Part
 from synfs.synapse.models import Entity
 
 log = logging.getLogger(__name__)

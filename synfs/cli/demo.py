@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from synfs.demo_seed import Seeder
+from synfs.cli.demo_seed import Seeder
 
 DEMO_USER = "demo-user"
 

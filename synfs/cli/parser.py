@@ -1,17 +1,13 @@
-"""Command line of synfs: argument parsing, exit codes and one-line user-facing errors.
-
-Subcommands: ``mount``, ``unmount`` (in ``synfs.mountcmd``), ``status`` (``synfs.status``),
-``sts-token`` (``synfs.ststoken``), ``install-units`` (``synfs.install``), ``emulator serve``,
-``emulator add-user`` and ``demo``. ``synfs SOURCE DIR -o OPTIONS``, the form fuse3's
-``mount.fuse`` uses for fstab entries of type ``fuse.synfs``, goes to ``synfs.mounthelper``.
-Logging for every command is set up by ``synfs.logs``.
-"""
+"""The ``synfs`` argument parser: global options, the ``emulator`` and ``demo`` commands, and
+each other command's subparser (added by its own module). Used by ``synfs.cli.main`` and, to
+know every ``synfs mount`` option, by the fstab helper."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from synfs import __version__
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -49,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Mount Synapse folder trees as a POSIX filesystem, with file bytes read straight "
         "from S3 using Synapse STS credentials."), epilog=EPILOG_MAIN,
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-V", "--version", action="version", version=f"synfs {__version__}")
     parser.add_argument("--log-level", default="WARNING",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default WARNING")
     parser.add_argument("--log-file", type=Path, help="log here instead of stderr")
@@ -77,13 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--uncertified", action="store_true", help="user is not certified")
     add.add_argument("--admin", action="store_true", help="emulator admin (fault injection)")
 
-    from synfs.mountcmd import add_mount_parser
+    from synfs.cli.mount import add_mount_parser
 
     add_mount_parser(sub)
 
-    from synfs.install import add_install_parser
-    from synfs.status import add_status_parser
-    from synfs.ststoken import add_sts_parser
+    from synfs.cli.install import add_install_parser
+    from synfs.cli.status import add_status_parser
+    from synfs.cli.ststoken import add_sts_parser
 
     add_status_parser(sub)
     add_sts_parser(sub)
@@ -95,92 +92,3 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mountpoint", type=Path, help="where to mount the sample project")
     demo.add_argument("--no-mount", action="store_true", help="seed and print endpoints only")
     return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    from synfs import logs, mounthelper
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if mounthelper.looks_like_helper_call(argv):
-        return mounthelper.main(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        args.debug_modules = logs.parse_debug_modules(args.debug_modules)
-    except ValueError as exc:
-        parser.error(str(exc))
-    try:
-        logs.setup(args.log_level, getattr(args, "log_file", None), args.debug_modules)
-    except OSError as exc:
-        print(f"synfs: cannot open log file {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        if args.command == "emulator":
-            return _emulator(args)
-        if args.command == "mount":
-            from synfs.mountcmd import run_mount
-
-            return run_mount(args)
-        if args.command == "unmount":
-            from synfs.mountcmd import run_unmount
-
-            return run_unmount(args)
-        if args.command == "status":
-            from synfs.status import run_status
-
-            return run_status(args)
-        if args.command == "sts-token":
-            from synfs.ststoken import run_sts_token
-
-            return run_sts_token(args)
-        if args.command == "install-units":
-            from synfs.install import run_install
-
-            return run_install(args)
-        if args.command == "demo":
-            from synfs.demo import run_demo
-
-            from synfs.demo import DemoError
-
-            try:
-                return run_demo(args.data_dir, args.mountpoint, mount=not args.no_mount)
-            except DemoError as exc:
-                raise UserError(str(exc)) from None
-    except KeyboardInterrupt:
-        return EXIT_OK
-    except UserError as exc:
-        print(f"synfs: {exc}", file=sys.stderr)
-        return exc.exit_code
-    parser.error(f"unknown command {args.command}")
-    return EXIT_USAGE
-
-
-class UserError(Exception):
-    """An error the user can act on: printed as one line, with a distinct exit code."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_FAILED):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def _emulator(args) -> int:
-    if args.emu_command == "serve":
-        from synfs.emulator.server import run_foreground
-
-        return run_foreground(args.data_dir, port=args.port, throttling=args.throttling)
-    if args.emu_command == "add-user":
-        from synfs.emulator.db import Store
-
-        if not args.data_dir.is_dir():
-            raise UserError(f"no emulator data directory at {args.data_dir}")
-        store = Store(args.data_dir / "synapse.sqlite")
-        try:
-            uid = store.create_user(args.user_name, email=args.email,
-                                    certified=not args.uncertified, is_admin=args.admin)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        token = store.issue_token(uid)
-        store.close()
-        print(token)
-        return EXIT_OK
-    return EXIT_USAGE

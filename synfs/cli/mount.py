@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from synfs import auth
+from synfs.cli import auth
 from synfs.config import (EXIT_AUTH, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_OK, PRODUCTION,
                           Config, ConfigError, parse_mode, parse_size)
 from synfs.synapse.models import parse_id
@@ -129,14 +129,14 @@ def config_from_args(args, token: auth.FoundToken) -> Config:
 
 
 def setup_logging(cfg: Config, detached: bool) -> None:
-    from synfs import logs
+    from synfs.service import logs
 
     logs.setup(cfg.log_level, cfg.log_file, getattr(cfg, "debug_modules", ()), detached)
     logs.register_secret(cfg.token)
 
 
 def run_mount(args) -> int:
-    from synfs import daemon
+    from synfs.service import daemon
 
     try:
         if args.token_stdin:
@@ -145,7 +145,7 @@ def run_mount(args) -> int:
             token = auth.find_token(args.token_file, args.config, args.profile)
     except auth.TokenError as exc:
         return fail(str(exc), EXIT_AUTH)
-    from synfs import logs
+    from synfs.service import logs
 
     logs.register_secret(token.token)
     ready_fd = args.ready_fd
@@ -172,7 +172,7 @@ def run_mount(args) -> int:
 
 def start_detached(args, cfg: Config) -> int:
     """Validate here, then run ``synfs mount -f`` detached and wait for it to answer."""
-    from synfs import daemon
+    from synfs.service import daemon
 
     parts = daemon.build(cfg)
     daemon.preflight(cfg, parts.client)
@@ -189,7 +189,7 @@ def start_detached(args, cfg: Config) -> int:
     with os.fdopen(read_end, "rb") as pipe:
         line = pipe.readline().decode(errors="replace").strip()
     if line == "READY":
-        from synfs import sdnotify
+        from synfs.service import sdnotify
 
         sdnotify.notify(f"MAINPID={proc.pid}", "READY=1")
         return EXIT_OK

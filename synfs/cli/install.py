@@ -59,7 +59,7 @@ def add_install_parser(sub) -> None:
 
 
 def source_dir() -> Path:
-    here = Path(__file__).resolve().parent.parent / "systemd"
+    here = Path(__file__).resolve().parents[2] / "systemd"      # the source tree
     for candidate in (here, Path(sys.prefix) / "share" / "synfs" / "systemd"):
         if (candidate / UNIT).is_file():
             return candidate
@@ -146,7 +146,8 @@ def install(args) -> list[str]:
         inst.symlink(helper_dest, console)
     else:
         python = Path(sys.executable).absolute()
-        inst.write(helper_dest, f'#!/bin/sh\nexec {python} -m synfs.mounthelper "$@"\n', 0o755)
+        run = "import sys; from synfs.cli.main import helper_main; sys.exit(helper_main())"
+        inst.write(helper_dest, f'#!/bin/sh\nexec {python} -c "{run}" "$@"\n', 0o755)
     conf = _under(args.root, args.conf_dir)
     inst.private_dir(conf)
     inst.write(conf / "example.conf", (src / CONF_EXAMPLE).read_text(), 0o600, keep_existing=True)

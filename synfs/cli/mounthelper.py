@@ -5,7 +5,7 @@ Owns the translation of fstab options into a ``synfs mount`` command line. Two w
 - util-linux ``mount`` runs ``/sbin/mount.fuse.synfs SOURCE DIR [-sfnv] [-N NS] -o OPTIONS``
   (``synfs install-units`` links that name to the ``mount.fuse.synfs`` console script);
 - without that helper, ``mount`` falls back to fuse3's ``mount.fuse``, which runs
-  ``synfs SOURCE DIR -o OPTIONS`` (``synfs`` found on root's PATH); ``synfs.cli`` hands such
+  ``synfs SOURCE DIR -o OPTIONS`` (``synfs`` found on root's PATH); ``synfs.cli.main`` hands such
   a call here. ``mount.fuse`` also consumes ``setuid=USER`` and ``drop_privileges``.
 
 Translation: ``key=value`` becomes ``--key value`` for every ``synfs mount`` option
@@ -25,6 +25,9 @@ import argparse
 import re
 import shlex
 import sys
+from typing import Callable
+
+from synfs.cli.parser import build_parser
 
 EXIT_USAGE = 2
 
@@ -55,11 +58,8 @@ class HelperError(ValueError):
     pass
 
 
-def _mount_actions() -> dict[str, argparse.Action]:
+def _mount_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     """``dest -> action`` of every ``synfs mount`` option, from the real parser."""
-    from synfs.cli import build_parser
-
-    parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     mount = sub.choices["mount"]
     return {a.dest: a for a in mount._actions if a.option_strings}
@@ -70,9 +70,9 @@ def split_options(text: str) -> list[str]:
 
 
 def translate(source: str, mountpoint: str, options: list[str], *,
-              sloppy: bool = False) -> list[str]:
+              sloppy: bool = False, parser: argparse.ArgumentParser | None = None) -> list[str]:
     """fstab options -> ``synfs mount`` arguments (without the program name)."""
-    actions = _mount_actions()
+    actions = _mount_actions(parser if parser is not None else build_parser())
     args: list[str] = []
     fuse: list[str] = []
     mode = None
@@ -127,7 +127,9 @@ def parse_helper_argv(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None, run: Callable[[list[str]], int],
+         parser: argparse.ArgumentParser | None = None) -> int:
+    """Translate a helper call and hand the ``synfs mount`` arguments to ``run``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     ns = parse_helper_argv(argv)
     source = ns.source.split("#", 1)[-1]          # legacy "synfs#syn123" sources
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.read_only:
         options.append("ro")
     try:
-        synfs_argv = translate(source, ns.mountpoint, options, sloppy=ns.sloppy)
+        synfs_argv = translate(source, ns.mountpoint, options, sloppy=ns.sloppy, parser=parser)
     except HelperError as exc:
         print(f"synfs: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -146,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print("synfs " + shlex.join(synfs_argv), file=sys.stderr)
     if ns.fake:
         return 0
-    from synfs.cli import main as synfs_main
-
-    return synfs_main(synfs_argv)
+    return run(synfs_argv)
 
 
 _SOURCE = re.compile(r"^(synfs#)?syn\d+$", re.IGNORECASE)
@@ -158,7 +158,3 @@ def looks_like_helper_call(argv: list[str]) -> bool:
     """``synfs SOURCE DIR -o ...`` as fuse3's mount.fuse runs it (SOURCE is ``synNNN``)."""
     return (len(argv) >= 2 and bool(_SOURCE.match(argv[0]))
             and not argv[1].startswith("-"))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,7 +22,9 @@ import datetime as dt
 import json
 import sys
 
-from synfs import auth, errors, logs
+from synfs import errors
+from synfs.cli import auth
+from synfs.service import logs
 from synfs.config import (EXIT_AUTH, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE,
                           EXIT_USAGE, PRODUCTION)
 from synfs.synapse.models import StsCredentials, parse_id

@@ -5,8 +5,8 @@
 (mount point, token, the Synapse id) and maps each failure to one clear message and a
 distinct exit code. ``serve`` mounts and runs the trio loop until unmounted or signalled
 (SIGTERM/SIGINT/SIGHUP call ``pyfuse3.terminate()``), then closes FUSE cleanly in ``finally``.
-While mounted it refreshes the status file ``synfs status`` reads (``synfs.runtime``) and,
-once the mount answers, tells systemd ``READY=1`` (``synfs.sdnotify``; a no-op elsewhere).
+While mounted it refreshes the status file ``synfs status`` reads (``synfs.service.runtime``) and,
+once the mount answers, tells systemd ``READY=1`` (``synfs.service.sdnotify``; a no-op elsewhere).
 """
 
 from __future__ import annotations
@@ -20,18 +20,19 @@ from typing import Callable
 import pyfuse3
 import trio
 
-from synfs import errors, sdnotify
+from synfs import errors
+from synfs.service import sdnotify
 from synfs.config import (EXIT_AUTH, EXIT_BUSY, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_NOT_CONTAINER,
                           EXIT_NOT_FOUND, EXIT_UNAVAILABLE, Config, ConfigError)
-from synfs.fs import Filesystem, Options
-from synfs.fuse_ops import SynfsOperations
-from synfs.datacache import DataCache
+from synfs.fs.core import Filesystem, Options
+from synfs.fs.fuse_ops import SynfsOperations
+from synfs.read.datacache import DataCache
 from synfs.diskbudget import DiskBudget
-from synfs.downloads import Downloads
-from synfs.membudget import MemoryBudget
-from synfs.prefetch import tune_kernel_readahead
-from synfs.remote import Remote
-from synfs.runtime import StatusPublisher
+from synfs.read.downloads import Downloads
+from synfs.read.membudget import MemoryBudget
+from synfs.read.prefetch import tune_kernel_readahead
+from synfs.remote.facade import Remote
+from synfs.service.runtime import StatusPublisher
 from synfs.synapse.models import Entity
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,9 @@ def build(cfg: Config) -> Parts:
     remote.downloads = Downloads(remote, MemoryBudget(cfg.max_memory), cache)
     if cfg.read_only:
         return Parts(client=client, remote=remote, creds=creds)
-    from synfs.remote_write import RemoteWriter
+    from synfs.remote.writer import RemoteWriter
     from synfs.s3.uploader import S3Uploader
-    from synfs.staging import StagingArea
+    from synfs.write.staging import StagingArea
     from synfs.synapse.writer import SynapseWriter
 
     writer = RemoteWriter(SynapseWriter(client),
@@ -124,7 +125,7 @@ def open_metastore(cfg: Config, user_id: str | None):
     """The user's persistent metadata store, or None (turned off, or the user is unknown)."""
     if cfg.metadata_entries <= 0 or not user_id:
         return None
-    from synfs.metastore import MetaStore
+    from synfs.fs.metastore import MetaStore
 
     store = MetaStore(cfg.metadata_store_path(user_id), cfg.metadata_entries)
     return store if store.enabled else None

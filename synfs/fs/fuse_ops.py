@@ -17,7 +17,7 @@ import os
 import pyfuse3
 
 from synfs.errors import to_errno
-from synfs.fs import Attr, Filesystem
+from synfs.fs.core import Attr, Filesystem
 
 log = logging.getLogger(__name__)
 

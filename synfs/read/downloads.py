@@ -9,8 +9,8 @@ buffers):
 * ``Downloads``: the live parts of every file handle. A read that needs bytes a live part holds
   or is still downloading waits for that part instead of starting another GET, so many
   processes reading the same file share one download (single-flight keyed by file handle id
-  and position; ``synfs.prefetch`` cuts parts on a fixed grid so readers line up). With a disk
-  cache (``synfs.datacache``) it fills parts from it and stores what S3 sent; when the budget
+  and position; ``synfs.read.prefetch`` cuts parts on a fixed grid so readers line up). With a disk
+  cache (``synfs.read.datacache``) it fills parts from it and stores what S3 sent; when the budget
   refuses, ``read_direct`` serves one read with one ranged GET of just its bytes.
 """
 
@@ -24,7 +24,7 @@ from typing import Callable
 import trio
 
 from synfs import errors
-from synfs.membudget import MemoryBudget
+from synfs.read.membudget import MemoryBudget
 from synfs.synapse.models import Entity
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """``synfs status [MOUNTPOINT]``: the synfs mounts on this machine and how each one is doing.
 
-Owns the reading side of the status files that ``synfs.runtime`` publishes. Mounts come from
+Owns the reading side of the status files that ``synfs.service.runtime`` publishes. Mounts come from
 ``/proc/self/mountinfo`` (file system type ``fuse.synfs``); for each one the command probes
 the mount point (a ``stat`` with a timeout: answering, dead, or not answering) and reads the
 daemon's status file when it can (root's mounts are readable by root only): Synapse root,
@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from synfs import runtime
+from synfs.service import runtime
 from synfs.config import EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_OK
 
 FSTYPE = "fuse.synfs"

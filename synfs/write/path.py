@@ -5,15 +5,14 @@ whose storage location is an external S3 bucket with STS, for a user with the ne
 permission, on a mount that is not read-only; elsewhere the first call that would write gets
 EROFS (wrong storage or read-only mount) or EACCES (no permission).
 
-Bytes are staged in a local file per open file (``synfs.staging``) and committed on
+Bytes are staged in a local file per open file (``synfs.write.staging``) and committed on
 ``flush`` (every ``close``) and ``fsync``: upload, file handle, then a new FileEntity or a new
 version. The call returns only once Synapse holds the new version; on failure it returns the
 error, Synapse keeps the old content, and the staged bytes stay on disk (the log says where).
 
 New files have no Synapse id until their first commit, so they get temporary inode numbers
-(from 2**48 up); once committed, the temporary inode stays an alias of the new entity for as
-long as the kernel remembers it. A rename over an existing file makes the source's content a
-new version of the target (so the target's history is kept) and trashes the source entity.
+from the tree; once committed, the temporary inode stays an alias of the new entity for as
+long as the kernel remembers it.
 """
 
 from __future__ import annotations
@@ -21,32 +20,20 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import re
-import stat
 import time
+from typing import Callable
 
 import trio
 
 from synfs import errors
-from synfs.remote_write import WriteTarget
+from synfs.remote.writer import WriteTarget
 from synfs.synapse.models import Entity, Kind
+from synfs.write.names import check_name
+from synfs.write.ports import TreePort
 
 log = logging.getLogger(__name__)
 
-TEMP_INO_BASE = 1 << 48
-NAME_RE = re.compile(r"^[a-zA-Z0-9,_. \-+()']+$")
-MAX_NAME = 256
 COPY_CHUNK = 8 * 1024 * 1024
-
-
-def check_name(name: str) -> None:
-    if len(name.encode()) > MAX_NAME:
-        raise errors.NameTooLong(f"{name[:40]}...: Synapse names are at most {MAX_NAME} characters")
-    if not NAME_RE.match(name) or name != name.strip():
-        raise errors.InvalidName(
-            f"{name!r}: Synapse names may only contain letters, numbers, spaces, underscores, "
-            "hyphens, periods, plus signs, apostrophes, commas and parentheses, and may not "
-            "start or end with a space")
 
 
 @dataclasses.dataclass(eq=False)
@@ -74,20 +61,20 @@ class WriteHandle:
         return 0
 
 
-class WriteOps:
-    """Write operations of ``Filesystem`` (see the module docstring)."""
+class WritePath:
+    """Files open for writing, and saving them (see the module docstring)."""
 
-    # ---- set-up (called from Filesystem.__init__) ------------------------------------------
-    def _init_writes(self, writer, staging, read_only: bool) -> None:
+    def __init__(self, tree: TreePort, remote, writer, staging, read_only: bool,
+                 new_fh: Callable[[], int]):
+        self.tree = tree
+        self.remote = remote
+        self.new_fh = new_fh
         self.writer = writer
         self.staging = staging
         self.read_only = read_only or writer is None
         self._writes: dict[int, WriteHandle] = {}          # fh -> handle
         self._active: dict[int, WriteHandle] = {}          # ino -> handle being written
         self._pending: dict[tuple[int, str], int] = {}     # (parent id, name) -> temp ino
-        self._ino_to_id: dict[int, int] = {}               # temp/aliased ino -> entity id
-        self._id_to_ino: dict[int, int] = {}               # entity id -> ino the kernel knows
-        self._next_temp = TEMP_INO_BASE
         self._dest_cache: dict[int, object] = {}
         self._failed_saves: collections.deque = collections.deque(maxlen=50)
 
@@ -107,54 +94,33 @@ class WriteOps:
         return WriteTarget(folder_id, dest.storage_location_id, dest.bucket, dest.base_key)
 
     @staticmethod
-    def _require(ent: Entity, allowed: bool, access: str) -> None:
+    def require(ent: Entity, allowed: bool, access: str) -> None:
         if not allowed:
             raise errors.PermissionDenied(f"no {access} permission on syn{ent.id} ({ent.name})",
                                           entity=f"syn{ent.id}")
 
-    async def _folder_for_write(self, folder_id: int, access: str) -> tuple[Entity, WriteTarget]:
-        folder = await self.entity(folder_id, fresh=True)
+    async def folder_for_write(self, folder_id: int, access: str) -> tuple[Entity, WriteTarget]:
+        folder = await self.tree.entity(folder_id, fresh=True)
         if not folder.kind.is_container:
             raise errors.NotADirectory(f"syn{folder_id} is not a folder")
         target = await self.write_target(folder_id)
-        self._require(folder, {"CREATE": folder.can_create, "DELETE": folder.can_delete,
+        self.require(folder, {"CREATE": folder.can_create, "DELETE": folder.can_delete,
                                "UPDATE": folder.can_update}[access], access)
         return folder, target
 
-    # ---- inode bookkeeping --------------------------------------------------------------------
-    def _temp_ino(self) -> int:
-        self._next_temp += 1
-        return self._next_temp
-
-    def _alias(self, ino: int, entity_id: int) -> None:
-        old = self._ino_to_id.get(ino)
-        if old is not None and self._id_to_ino.get(old) == ino:
-            del self._id_to_ino[old]
-        if ino != entity_id:
-            self._ino_to_id[ino] = entity_id
-            self._id_to_ino[entity_id] = ino
-
-    def _drop_alias_if_unused(self, ino: int) -> None:
-        if ino in self.lookups or ino in self._active:
-            return
-        eid = self._ino_to_id.pop(ino, None)
-        if eid is not None and self._id_to_ino.get(eid) == ino:
-            del self._id_to_ino[eid]
-
-    def _invalidate(self, *, entity_id: int | None = None, parent_id: int | None = None,
-                    name: str | None = None) -> None:
-        if entity_id is not None:
-            self._entities.pop(entity_id)
-            self._stored.pop(entity_id)
-            self._headers.pop(entity_id)
-        if parent_id is not None:
-            self._listings.pop(parent_id)
-            self._rows.pop(parent_id)
-            if name is not None:
-                self._negative.pop((parent_id, name))
-
+    # ---- unsaved new files ---------------------------------------------------------------
     def pending_ino(self, parent_id: int, name: str) -> int | None:
         return self._pending.get((parent_id, name))
+
+    def set_pending(self, parent_id: int, name: str, ino: int) -> None:
+        self._pending[(parent_id, name)] = ino
+
+    def forget_pending(self, parent_id: int, name: str, unlink: bool = True) -> None:
+        """The unsaved new file's name is gone; with ``unlink``, it will never be saved
+        (handles still open keep reading and writing their data)."""
+        ino = self._pending.pop((parent_id, name), None)
+        if unlink and ino in self._active:
+            self._active[ino].unlinked = True
 
     def pending_names(self, parent_id: int) -> dict[str, int]:
         return {n: ino for (p, n), ino in self._pending.items() if p == parent_id}
@@ -164,7 +130,7 @@ class WriteOps:
 
     # ---- handles ------------------------------------------------------------------------------
     def _attach(self, h: WriteHandle) -> int:
-        fh = self._new_fh()
+        fh = self.new_fh()
         h.refs += 1
         self._writes[fh] = h
         self._active[h.ino] = h
@@ -192,14 +158,14 @@ class WriteOps:
     async def open_for_write(self, ino: int, truncate: bool) -> int:
         h = self._active.get(ino)
         if h is None:
-            eid = self.entity_id(ino)
-            ent = await self.entity(eid, fresh=True)
+            eid = self.tree.entity_id(ino)
+            ent = await self.tree.entity(eid, fresh=True)
             if ent.kind.is_container:
                 raise errors.IsADirectory(f"syn{ent.id} is a folder")
             target = await self.write_target(ent.parent_id)
-            self._require(ent, ent.can_update, "UPDATE")
+            self.require(ent, ent.can_update, "UPDATE")
             if ent.file_handle is None:
-                self._require(ent, False, "DOWNLOAD")
+                self.require(ent, False, "DOWNLOAD")
             h = WriteHandle(ino=ino, parent_id=ent.parent_id, name=ent.name, target=target,
                             entity_id=ent.id, base=ent)
         fh = self._attach(h)
@@ -213,35 +179,35 @@ class WriteOps:
         return self._attach(h) if h is not None else None
 
     async def create(self, parent_ino: int, name: str, exclusive: bool = False,
-                     truncate: bool = False) -> tuple[int, object]:
+                     truncate: bool = False) -> tuple[int, WriteHandle]:
         """``open(O_CREAT)`` of a name the kernel did not know. If Synapse has it after all
         (created elsewhere meanwhile), it is opened for writing unless ``O_EXCL``."""
         check_name(name)
-        parent_id = self.entity_id(parent_ino)
+        parent_id = self.tree.entity_id(parent_ino)
         temp = self.pending_ino(parent_id, name)
         if temp is not None and not exclusive and temp in self._active:
             fh = self._attach(self._active[temp])
             if truncate:
                 await self._truncate(self._active[temp], 0)
-            return fh, self.write_attr(self._active[temp])
+            return fh, self._active[temp]
         if temp is not None:
             raise errors.AlreadyExists(f"{name} is being created")
-        _, target = await self._folder_for_write(parent_id, "CREATE")
-        self._invalidate(parent_id=parent_id)
-        child = (await self.listing(parent_id)).get(name)
+        _, target = await self.folder_for_write(parent_id, "CREATE")
+        self.tree.invalidate(parent_id=parent_id)
+        child = (await self.tree.listing(parent_id)).get(name)
         if child is not None:
             if exclusive or child.kind is not Kind.FILE:
                 raise errors.AlreadyExists(f"{name} exists in syn{parent_id}")
-            ino = self.ino_of(child.id)
+            ino = self.tree.ino_of(child.id)
             fh = await self.open_for_write(ino, truncate)
-            return fh, self.write_attr(self._writes[fh])
-        ino = self._temp_ino()
+            return fh, self._writes[fh]
+        ino = self.tree.new_temp_ino()
         h = WriteHandle(ino=ino, parent_id=parent_id, name=name, target=target)
         h.staged = self.staging.new(name)
         h.dirty = True
         self._pending[(parent_id, name)] = ino
         fh = self._attach(h)
-        return fh, self.write_attr(h)
+        return fh, h
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
         h = self._writable(fh)
@@ -252,7 +218,7 @@ class WriteOps:
             return written
 
     async def read_written(self, fh: int, offset: int, size: int) -> bytes:
-        h = self._writes[fh]
+        h = self._writable(fh)
         if h.staged is None:
             return await self.remote.read(h.base, offset, size) if h.base else b""
         return h.staged.read(offset, size)
@@ -260,7 +226,7 @@ class WriteOps:
     def _writable(self, fh: int) -> WriteHandle:
         h = self._writes.get(fh)
         if h is None:
-            raise errors.SynfsError("file not open for writing")
+            raise errors.SynfsError("unknown file handle")
         return h
 
     async def _truncate(self, h: WriteHandle, size: int) -> None:
@@ -299,19 +265,19 @@ class WriteOps:
             try:
                 eid = await self.writer.create_file(h.parent_id, h.name, handle_id)
             except errors.AlreadyExists:   # created elsewhere meanwhile: last close wins
-                self._invalidate(parent_id=h.parent_id)
-                child = (await self.listing(h.parent_id)).get(h.name)
+                self.tree.invalidate(parent_id=h.parent_id)
+                child = (await self.tree.listing(h.parent_id)).get(h.name)
                 if child is None:
                     raise
                 eid = child.id
                 await self.writer.new_version(eid, handle_id)
             self._pending.pop((h.parent_id, h.name), None)
             h.entity_id = eid
-            self._alias(h.ino, eid)
+            self.tree.alias(h.ino, eid)
         else:
             await self.writer.new_version(h.entity_id, handle_id)
         h.dirty = False
-        self._invalidate(entity_id=h.entity_id, parent_id=h.parent_id, name=h.name)
+        self.tree.invalidate(entity_id=h.entity_id, parent_id=h.parent_id, name=h.name)
         log.info("saved %s as a new version of syn%d", h.name, h.entity_id)
 
     def release_write(self, fh: int) -> bool:
@@ -331,92 +297,33 @@ class WriteOps:
                 h.staged.discard()
         if h.entity_id is None:
             self._pending.pop((h.parent_id, h.name), None)
-        self._drop_alias_if_unused(h.ino)
+        self.tree.drop_alias_if_unused(h.ino)
         return True
 
-    def write_attr(self, h: WriteHandle):
-        """Attributes of a file this mount is writing (size from the staged copy)."""
-        from synfs.fs import Attr   # local: fs imports this module
-
-        when = h.base.modified_on if (h.base and not h.dirty) else time.time()
-        return Attr(ino=h.ino, is_dir=False, size=h.size, mtime=when, ctime=when,
-                    mode=stat.S_IFREG | self.opts.file_mode, uid=self.opts.uid, gid=self.opts.gid)
-
-    # ---- namespace changes (renames: synfs.renames) ------------------------------------------
-    async def mkdir(self, parent_ino: int, name: str):
-        check_name(name)
-        parent_id = self.entity_id(parent_ino)
-        await self._folder_for_write(parent_id, "CREATE")
-        if name in await self.listing(parent_id) or self.pending_ino(parent_id, name):
-            raise errors.AlreadyExists(f"{name} exists in syn{parent_id}")
-        folder = await self.writer.create_folder(parent_id, name)
-        self._invalidate(parent_id=parent_id, name=name)
-        self._entities.set(folder.id, folder)
-        return self.attr_of(folder)
-
-    async def _child(self, parent_id: int, name: str) -> Entity:
-        self._invalidate(parent_id=parent_id)
-        child = (await self.listing(parent_id)).get(name)
-        if child is None:
-            raise errors.NotFound(f"{name!r} not in syn{parent_id}")
-        return await self.entity(child.id, fresh=True)
-
-    async def unlink(self, parent_ino: int, name: str) -> None:
-        parent_id = self.entity_id(parent_ino)
-        temp = self.pending_ino(parent_id, name)
-        if temp is not None:            # never saved: forget it (open handles keep their data)
-            self._pending.pop((parent_id, name))
-            if temp in self._active:
-                self._active[temp].unlinked = True
-            return
-        await self._folder_for_write(parent_id, "DELETE")
-        ent = await self._child(parent_id, name)
-        if ent.kind.is_container:
-            raise errors.IsADirectory(f"{name} is a folder: use rmdir")
-        self._require(ent, ent.can_delete, "DELETE")
-        await self.writer.delete(ent.id)
-        h = self._active.get(self.ino_of(ent.id))
-        if h is not None:
-            h.unlinked = True
-        self._invalidate(entity_id=ent.id, parent_id=parent_id, name=name)
-
-    async def rmdir(self, parent_ino: int, name: str) -> None:
-        parent_id = self.entity_id(parent_ino)
-        await self._folder_for_write(parent_id, "DELETE")
-        ent = await self._child(parent_id, name)
-        if not ent.kind.is_container:
-            raise errors.NotADirectory(f"{name} is not a folder")
-        self._require(ent, ent.can_delete, "DELETE")
-        self._invalidate(parent_id=ent.id)
-        if await self.listing(ent.id) or self.pending_names(ent.id):
-            raise errors.NotEmpty(f"{name} is not empty")
-        await self.writer.delete(ent.id)
-        self._invalidate(entity_id=ent.id, parent_id=parent_id, name=name)
-
     # ---- attributes -----------------------------------------------------------------------------
-    async def setattr(self, ino: int, size: int | None, fh: int | None, other: bool):
-        """Truncate (``size``) and metadata changes (``other``: mode, owner, times)."""
+    async def set_size(self, ino: int, fh: int | None, size: int) -> None:
+        """``truncate``/``ftruncate``: on an open handle, or on a path (open, cut, save)."""
         h = self._writes.get(fh) if fh is not None else self._active.get(ino)
-        if size is not None:
-            if h is not None:
-                await self._truncate(h, size)
-            else:                               # truncate(2) on a path: open, cut, save
-                tmp_fh = await self.open_for_write(ino, truncate=False)
-                try:
-                    h2 = self._writes[tmp_fh]
-                    await self._truncate(h2, size)
-                    await self.commit(h2)
-                finally:
-                    self.release_write(tmp_fh)
-        elif other and h is None:
-            ent = await self.entity(self.entity_id(ino))
+        if h is not None:
+            await self._truncate(h, size)
+            return
+        tmp_fh = await self.open_for_write(ino, truncate=False)
+        try:
+            h2 = self._writes[tmp_fh]
+            await self._truncate(h2, size)
+            await self.commit(h2)
+        finally:
+            self.release_write(tmp_fh)
+
+    async def check_metadata_change(self, ino: int, fh: int | None) -> None:
+        """chmod/chown/utimes are accepted (and ignored) only where writing is possible."""
+        h = self._writes.get(fh) if fh is not None else self._active.get(ino)
+        if h is None:
+            ent = await self.tree.entity(self.tree.entity_id(ino))
             folder = ent.id if ent.kind.is_container else ent.parent_id
             await self.write_target(folder)     # EROFS outside writable folders
-        if self._active.get(ino) is not None:
-            return self.write_attr(self._active[ino])
-        return await self.getattr(ino)
 
-    def write_status(self) -> dict:
+    def status(self) -> dict:
         """Files being written, those not yet saved, and saves that failed (data kept)."""
         handles = set(self._writes.values())
         return {"pending": sum(1 for h in handles if h.dirty),

@@ -7,10 +7,9 @@ instead of a timestamp, since journald adds its own. ``--log-level`` sets the le
 everything; ``--debug-modules synfs.fs,synfs.s3`` turns on DEBUG for just those loggers (and
 their children). Third-party HTTP loggers stay at WARNING unless named there.
 
-Every line passes through ``redact``: registered secrets (the Synapse token, STS secret keys
-and session tokens, via ``register_secret``) are replaced by ``<redacted>``, and so are values
-that look like secrets by their context (``Bearer ...``, ``X-Amz-Security-Token=...``,
-``"sessionToken": "..."``). Code must still never log a secret; this is the safety net.
+Every line passes through ``synfs.redact.redact`` (registered secrets and values that look
+like secrets become ``<redacted>``). Code must still never log a secret; this is the safety
+net.
 """
 
 from __future__ import annotations
@@ -20,52 +19,13 @@ import logging.handlers
 import os
 import re
 import sys
-import threading
 from pathlib import Path
 
-REDACTED = "<redacted>"
+from synfs.redact import REDACTED, redact, register_secret  # noqa: F401 (re-exported)
+
 TIME_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PLAIN_FORMAT = "%(levelname)s %(name)s: %(message)s"
 THIRD_PARTY = ("botocore", "boto3", "urllib3", "s3transfer", "requests")
-_MAX_SECRETS = 1024
-_MIN_SECRET_LEN = 8
-
-_KEYS = (r"x-amz-security-token|x-amz-signature|signature|aws_secret_access_key|aws_session_token"
-         r"|secretaccesskey|secret_access_key|sessiontoken|session_token|authtoken|auth_token"
-         r"|accesstoken|access_token|password")
-_PATTERNS = [
-    (re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1" + REDACTED),
-    # query strings: X-Amz-Security-Token=...&
-    (re.compile(rf"(?i)((?:{_KEYS})=)[^&\s'\",;]+"), r"\1" + REDACTED),
-    # dict/JSON/header forms: 'x-amz-security-token': b'...' / "sessionToken": "..."
-    (re.compile(rf"(?i)(['\"]?(?:{_KEYS}|authorization)['\"]?\s*:\s*b?['\"])[^'\"]+"),
-     r"\1" + REDACTED),
-]
-
-_lock = threading.Lock()
-_secrets: dict[str, None] = {}   # insertion-ordered set, oldest dropped past _MAX_SECRETS
-
-
-def register_secret(value: str | None) -> None:
-    """Never let ``value`` appear in a log line (tokens, secret keys, session tokens)."""
-    if not value or len(value) < _MIN_SECRET_LEN:
-        return
-    with _lock:
-        _secrets.pop(value, None)
-        _secrets[value] = None
-        while len(_secrets) > _MAX_SECRETS:
-            del _secrets[next(iter(_secrets))]
-
-
-def redact(text: str) -> str:
-    with _lock:
-        secrets = list(_secrets)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    for pattern, replacement in _PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 class RedactingFormatter(logging.Formatter):
@@ -106,7 +66,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 def parse_debug_modules(text: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
-    """``"synfs.fs,synfs.s3"`` (or a list of such strings) -> ``("synfs.fs", "synfs.s3")``."""
+    """``"synfs.fs,synfs.s3"`` (or a list of such strings) -> ``("synfs.fs.core", "synfs.s3")``."""
     if not text:
         return ()
     items = [text] if isinstance(text, str) else list(text)

@@ -1,0 +1,91 @@
+"""The read path's open-file table: each open file pinned to one file handle (immutable content).
+
+``OpenFiles`` owns (trio thread only) the files open for reading: ``open(ino, entity)`` checks
+what Synapse says about downloading it and returns a file handle and whether the kernel may
+keep its page cache (the same file handle as the last open of that inode); ``read`` and
+``release`` serve and free it. ``OpenFile`` reads through a ``synfs.read.prefetch.Prefetcher``
+over the mount's shared ``Downloads`` (memory budget, single-flight part downloads, optional
+disk cache): ``remote.downloads`` when the composition root set one, else a default one per
+remote (tests with fake remotes).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from synfs import errors
+from synfs.cache import TTLCache
+from synfs.read.downloads import Downloads
+from synfs.read.prefetch import Prefetcher, ReadaheadPolicy
+from synfs.synapse.models import Entity
+
+__all__ = ["OpenFile", "OpenFiles", "ReadaheadPolicy"]
+
+
+class OpenFile:
+    def __init__(self, entity: Entity, remote, policy: ReadaheadPolicy,
+                 downloads: Downloads | None = None):
+        self.entity = entity
+        self.size = entity.file_handle.size
+        self.downloads = downloads if downloads is not None else Downloads.for_remote(remote)
+        self.prefetcher = Prefetcher(entity, self.downloads, policy)
+
+    @property
+    def requests(self) -> int:
+        """Downloads this open file started (for tests and stats)."""
+        return self.prefetcher.requests
+
+    async def read(self, offset: int, size: int) -> bytes:
+        return await self.prefetcher.read(offset, size)
+
+    def close(self) -> None:
+        self.prefetcher.close()
+
+
+class OpenFiles:
+    def __init__(self, remote, policy: ReadaheadPolicy, new_fh: Callable[[], int],
+                 entries: int = 100_000, clock: Callable[[], float] = time.monotonic):
+        self.remote = remote
+        self.policy = policy
+        self.new_fh = new_fh
+        self._files: dict[int, OpenFile] = {}
+        # ino -> file handle id of its last open: same content, the page cache may stay
+        self._last_handle: TTLCache[int, int] = TTLCache(entries, 24 * 3600, clock)
+
+    def __contains__(self, fh: int) -> bool:
+        return fh in self._files
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def open(self, ino: int, ent: Entity) -> tuple[int, bool]:
+        """Open ``ent`` (its current version) for reading; returns (fh, keep_cache)."""
+        if ent.kind.is_container:
+            raise errors.IsADirectory(f"syn{ent.id} is a folder")
+        if ent.unmet_access_requirement:
+            raise errors.PermissionDenied(
+                f"syn{ent.id} ({ent.name}): an access requirement is not met; accept its "
+                "terms on synapse.org first", entity=f"syn{ent.id}")
+        if not ent.can_download or ent.file_handle is None:
+            raise errors.PermissionDenied(
+                f"syn{ent.id} ({ent.name}): no DOWNLOAD permission", entity=f"syn{ent.id}")
+        fh = self.new_fh()
+        self._files[fh] = OpenFile(ent, self.remote, self.policy)
+        keep = self._last_handle.get(ino) == ent.file_handle.id
+        self._last_handle.set(ino, ent.file_handle.id)
+        return fh, keep
+
+    async def read(self, fh: int, offset: int, size: int) -> bytes:
+        handle = self._files.get(fh)
+        if handle is None:
+            raise errors.SynfsError("unknown file handle")
+        return await handle.read(offset, size)
+
+    def release(self, fh: int) -> bool:
+        """Close one open file (frees its prefetch buffers); False if fh was not one."""
+        handle = self._files.pop(fh, None)
+        if handle is None:
+            return False
+        handle.close()
+        return True
