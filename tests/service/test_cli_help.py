@@ -22,3 +22,12 @@ def test_mount_helper_help():
     res = run([str(SYNFS.parent / "mount.fuse.synfs"), "--help"])
     assert res.returncode == 0
     assert "examples" in res.stdout and "fuse.synfs" in res.stdout
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_flag_prints_the_package_version(flag):
+    from synfs import __version__
+
+    res = run(synfs_cmd(flag))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"synfs {__version__}"
