@@ -15,7 +15,7 @@ from tests.harness import LEAK_PATTERNS, ROOT
 from tests.service.conftest import run, synfs_cmd
 
 SNIPPET = ("import logging, sys\nfrom synfs.service import logs\n"
-           "logs.setup('INFO', None, ('synfs.fs.core',))\n"
+           "logs.setup('INFO', None, ('synfs.fs',))\n"
            "logging.getLogger('synfs.service.daemon').info('hello journal')\n"
            "logging.getLogger('synfs.fs.core').debug('fs detail')\n"
            "logging.getLogger('synfs.s3').debug('s3 detail')\n"
@@ -27,7 +27,7 @@ SNIPPET = ("import logging, sys\nfrom synfs.service import logs\n"
 def restore_logging():
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    levels = {n: logging.getLogger(n).level for n in (*logs.THIRD_PARTY, "synfs.fs.core", "synfs.s3")}
+    levels = {n: logging.getLogger(n).level for n in (*logs.THIRD_PARTY, "synfs.fs", "synfs.s3")}
     yield
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -46,7 +46,7 @@ def test_journal_stream_gets_priorities_not_timestamps(tmp_path):
         subprocess.run([sys.executable, "-c", SNIPPET], stderr=f, env=env, check=True, timeout=60)
     lines = out.read_text().splitlines()
     assert lines[0] == "<6>INFO synfs.service.daemon: hello journal"
-    assert lines[1] == "<7>DEBUG synfs.fs.core: fs detail"        # --debug-modules synfs.fs.core
+    assert lines[1] == "<7>DEBUG synfs.fs.core: fs detail"        # --debug-modules synfs.fs
     assert not any("s3 detail" in ln for ln in lines)        # synfs.s3 stays at INFO
     assert all(ln.startswith("<3>") for ln in lines[2:])     # the traceback keeps its priority
     assert any("ZeroDivisionError" in ln for ln in lines[2:])
@@ -62,7 +62,7 @@ def test_plain_stderr_has_timestamps(tmp_path):
 
 def test_log_file_and_debug_modules(tmp_path, restore_logging):
     log = tmp_path / "synfs.log"
-    logs.setup("WARNING", log, logs.parse_debug_modules("synfs.fs.core, synfs.cache"))
+    logs.setup("WARNING", log, logs.parse_debug_modules("synfs.fs, synfs.cache"))
     logging.getLogger("synfs.fs.sub").debug("child of a debug module")
     logging.getLogger("synfs.s3").info("not shown")
     logging.getLogger("synfs.s3").warning("shown")
