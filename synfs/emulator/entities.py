@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from . import acl, context, entity_bundle, entity_children, entity_versions, trash
+from . import acl, context, entity_bundle, entity_children, entity_versions, storage, trash
 from .db import FILE, PROJECT, ROOT_ID, Store, new_etag, parse_syn_id, synapse_date, syn_id
 from .entity_core import (CREATABLE, MAX_DESCRIPTION, check_handle_creator, check_name_free,
                           check_parent_type, current_file_handle_id, entity_json,
                           entity_type_enum, get_live_entity, handle_row, header_json,
                           is_empty_with_trash, parent_type_error, parse_handle_id,
-                          path_entity_id, storage_hook, touch, validate_name, version_row)
+                          path_entity_id, touch, validate_name, version_row)
 from .errors import BadRequest, Forbidden, NotFound, PreconditionFailed
 
 __all__ = ["get_live_entity", "entity_json", "current_file_handle_id", "is_empty_with_trash",
@@ -70,9 +70,7 @@ def _refuse_type(ct: str, parent_raw) -> None:
     if parent_id is not None:
         with context.store().tx() as c:
             if context.store().entity_row(c, parent_id) is not None:
-                hook = storage_hook("check_create_in_parent")
-                if hook is not None:
-                    hook(c, parent_id, ct)
+                storage.check_create_in_parent(c, parent_id, ct)
     raise BadRequest(f"The emulator cannot create entities of type: {ct}")
 
 
@@ -104,18 +102,14 @@ def create_entity():
             check_parent_type(ct, prow)
         fh_id = parse_handle_id(data["dataFileHandleId"]) if ct == FILE else None
         if parent_id != ROOT_ID:
-            hook = storage_hook("check_create_in_parent")
-            if hook is not None:
-                hook(c, parent_id, ct)
+            storage.check_create_in_parent(c, parent_id, ct)
         eid = store.next_id(c, "entity")
         name = validate_name(data["name"]) if data.get("name") is not None else syn_id(eid)
         if parent_id != ROOT_ID:
             acl.require(c, user, parent_id, "CREATE")
         if fh_id is not None:
             check_handle_creator(c, user, fh_id)
-            hook = storage_hook("check_add_file")
-            if hook is not None:
-                hook(c, parent_id, fh_id)
+            storage.check_add_file(c, parent_id, fh_id)
         check_name_free(c, parent_id, name)
         stamp = synapse_date()
         c.execute(
@@ -229,16 +223,11 @@ def update_entity(raw_id: str):
                 raise Forbidden(f"You cannot move content into the new location, "
                                 f"{syn_id(new_parent)}. {err.reason}")
             if ct != FILE and ct != PROJECT:
-                hook = storage_hook("check_move_folder")
-                if hook is not None:
-                    hook(c, eid, row["parent_id"], new_parent)
-            hook = storage_hook("check_create_in_parent")
-            if hook is not None and new_parent != ROOT_ID:
-                hook(c, new_parent, ct)
+                storage.check_move_folder(c, eid, row["parent_id"], new_parent)
+            if new_parent != ROOT_ID:
+                storage.check_create_in_parent(c, new_parent, ct)
         if ct == FILE and (fh_changed or moving):
-            hook = storage_hook("check_add_file")
-            if hook is not None:
-                hook(c, new_parent, fh_id)
+            storage.check_add_file(c, new_parent, fh_id)
         check_name_free(c, new_parent, name, self_id=eid)
 
         if ct == FILE:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from . import acl, context
-from .db import FILE, syn_id
+from .db import FILE, Store, syn_id
 from .entity_children import path_headers
 from .entity_core import (entity_json, entity_type_enum, get_live_entity, handle_json,
                           handle_row, path_entity_id, version_row)
@@ -22,8 +22,6 @@ BLUEPRINTS = [(repo, "/repo/v1")]
 
 
 def restriction_information(c, user, eid: int) -> dict:
-    from .db import Store
-
     chain = Store.ancestors(c, eid)
     marks = ",".join("?" * len(chain))
     reqs = [r["id"] for r in c.execute(
