@@ -27,7 +27,7 @@ AUTH = "/auth/v1"
 ADMIN = "/admin/v1"
 MAX_BODY = 2 * 1024 * 1024
 API_MODULES = ("users", "entities", "acl_api", "storage_api", "sts", "filehandles", "multipart",
-               "admin")
+               "table_api", "admin")
 
 
 @dataclasses.dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from . import acl, handles
+from . import acl, handles, view_schema
 from .db import (FILE, FOLDER, PROJECT, ROOT_ID, TRASH_ID, Store, new_etag, parse_syn_id,
                  synapse_date, syn_id)
 from .errors import BadRequest, Conflict, Forbidden, NotFound
@@ -33,7 +33,8 @@ TYPE_CLASSES = {
     "recordset": CT + "RecordSet",
 }
 CLASS_TYPES = {v: k for k, v in TYPE_CLASSES.items()}
-CREATABLE = (PROJECT, FOLDER, FILE)
+CREATABLE = (PROJECT, FOLDER, FILE, view_schema.VIEW)
+VERSIONABLE = (FILE, view_schema.VIEW)
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9,_. \-+()']+$")
 MAX_NAME = 256
@@ -131,7 +132,7 @@ def entity_json(c, row, version: int | None = None) -> dict:
     out["concreteType"] = ct
     if ct == PROJECT and row["alias"]:
         out["alias"] = row["alias"]
-    if ct == FILE and v is not None:
+    if ct in VERSIONABLE and v is not None:
         out["versionNumber"] = int(v["version_number"])
         out["versionLabel"] = v["version_label"] or str(v["version_number"])
         if v["version_comment"] is not None:
@@ -139,6 +140,8 @@ def entity_json(c, row, version: int | None = None) -> dict:
         out["isLatestVersion"] = bool(is_current)
         if v["data_file_handle_id"] is not None:
             out["dataFileHandleId"] = str(v["data_file_handle_id"])
+    if ct == view_schema.VIEW:
+        out.update(view_schema.json_fields(c, eid))
     return out
 
 

@@ -212,7 +212,8 @@ def create_setting():
             raise BadRequest("Can't override project settings in an STS-enabled folder path")
         locations = _parse_locations(data)
         _validate_locations(c, user, pid, locations)
-        if storage.setting_is_sts(c, {"locations": locations}) and not entity_core.is_empty_with_trash(c, pid):
+        if storage.setting_is_sts(c, {"locations": locations}) \
+                and not entity_core.is_empty_with_trash(c, pid):
             raise BadRequest("Can't enable STS in a non-empty folder")
         if storage.own_setting(c, pid):
             raise BadRequest(f"A project setting of type 'upload' already exists for "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from . import acl, context, entity_core, storage
+from . import acl, annotations, context, entity_core, storage, view_schema
 from .db import PROJECT, ROOT_ID, TRASH_ID, Store, parse_syn_id, synapse_date, syn_id
 from .errors import BadRequest, Forbidden, NotFound
 
@@ -133,6 +133,8 @@ def purge(raw_id: str):
             " JOIN sub ON e.parent_id = sub.id) SELECT id FROM sub", (row["id"],)).fetchall()]
         for eid in reversed(ids):
             acl.delete_acl(c, eid)
+            annotations.delete(c, eid)
+            view_schema.delete(c, eid)
             c.execute("DELETE FROM versions WHERE entity_id = ?", (eid,))
             c.execute("DELETE FROM entities WHERE id = ?", (eid,))
     return ("", 200)

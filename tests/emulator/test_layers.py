@@ -15,12 +15,12 @@ PKG = "synfs.emulator"
 # Layer of each module (lower imports nothing higher); the package docstring states the order.
 LAYERS = [
     {"errors", "db", "context", "faults", "s3config", "s3proxy", "s3world"},
-    {"storage", "handles", "columns"},
+    {"storage", "handles", "columns", "view_schema", "table_query"},
     {"acl"},
     {"entity_core", "annotations", "entity_children", "entity_versions", "entity_bundle",
-     "trash", "views", "entities", "table_query", "table_jobs"},
+     "trash", "entities", "views"},
     {"acl_api", "storage_api", "filehandles", "multipart", "sts", "users", "admin",
-     "table_api", "annotations_api"},
+     "table_jobs", "table_api"},
     {"app", "server"},
 ]
 
