@@ -174,6 +174,8 @@ def test_query_job_is_202_then_201_with_the_bundle(emulator, world):
     assert done.status_code == 201
     bundle = done.json()
     assert bundle["concreteType"] == T + "QueryResultBundle"
+    status = owner.api.ok(owner.api.get(f"/asynchronous/job/{token}"), 200)
+    assert status["jobState"] == "COMPLETE" and status["responseBody"] == bundle
     result = bundle["queryResult"]["queryResults"]
     assert result["tableId"] == view["id"]
     assert [h["name"] for h in result["headers"]] == DEFAULT_NAMES + ["assay", "tissue",
