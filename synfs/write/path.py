@@ -439,12 +439,21 @@ class WritePath:
 
     def status(self) -> dict:
         """Files being written, those not yet saved, and saves that failed (data kept)."""
-        handles = set(self._writes.values())
+        open_handles = set(self._writes.values())
+        handles = open_handles | set(self._active.values())    # with those kept after failures
+        rec = self.recovery
         return {"pending": sum(1 for h in handles if h.dirty),
                 "unsaved": [{"name": h.name, "folder": f"syn{h.parent_id}",
-                             "staged": str(h.staged.path) if h.staged else None}
+                             "staged": str(h.staged.path) if h.staged else None,
+                             "open": h.refs > 0}
                             for h in handles if h.dirty],
                 "failed": list(self._failed_saves),
-                "open_for_write": len(handles),
-                "staging_bytes": self.staging.used if self.staging else 0}
+                "open_for_write": len(open_handles),
+                "staging_bytes": self.staging.used if self.staging else 0,
+                # what earlier (crashed) mounts left: see synfs.write.recovery
+                "kept": list(rec["kept"]), "recovered": list(rec["recovered"]),
+                "conflicts": list(rec["conflicts"]),
+                "kept_count": len(rec["kept"]), "recovered_count": len(rec["recovered"]),
+                "conflicts_count": len(rec["conflicts"]),
+                "kept_bytes": self.staging.kept_bytes if self.staging else 0}
 
