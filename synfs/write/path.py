@@ -369,6 +369,7 @@ class WritePath:
                             "in %s until a later fsync/close saves it or it is removed",
                             h.name, h.parent_id, h.staged.path)
             elif h.settled is None:
+                h.staged.note(state=journal.CLOSING)    # every writer closed: content complete
                 h.settled = trio.Event()
                 self._owed.append(h)
             return True
