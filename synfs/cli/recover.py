@@ -130,6 +130,9 @@ def run_recover(args) -> int:
     except _Usage as exc:
         print(f"synfs: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not chosen:
+        print(f"nothing to {args.action} in {root}")
+        return EXIT_OK
     if args.action == "discard":
         for k in chosen:
             recovery.discard(root, k)
