@@ -102,11 +102,13 @@ def children(owner, folder: str) -> dict[str, str]:
 
 @pytest.fixture
 def world(emulator, seeded, mounts, tmp_path, request):
-    """A folder of its own inside the external STS folder, and a cache directory."""
+    """A folder of its own inside the external STS folder (trashed afterwards, so the sample
+    project's file list stays what other tests expect), and a cache directory."""
     owner, layout = seeded
     folder = owner.api.folder(layout["externalStsFolder"], f"crash-{request.node.name[:40]}")
     yield owner, folder["id"], tmp_path / "cache"
     emulator.reset_faults()
+    owner.api.ok(owner.api.delete(f"/entity/{folder['id']}"), (200, 204))   # leave no trace
 
 
 def test_kill_before_close_keeps_the_file_and_recover_saves_it(seeded, mounts, world):
