@@ -47,11 +47,12 @@ class DiskBudget:
         self._reclaim = reclaim
 
     # ---- staging (priority) ------------------------------------------------------------
-    def stage(self, nbytes: int) -> bool:
+    def stage(self, nbytes: int, *, force: bool = False) -> bool:
         """Count ``nbytes`` more staged data; False (nothing counted) only if staged data
-        alone would exceed the limit. Evicts cached data to make the room first."""
+        alone would exceed the limit (``force``: count it anyway, for files already on disk,
+        e.g. kept from an earlier crash). Evicts cached data to make the room first."""
         with self._lock:
-            if self.staged + nbytes > self.limit:
+            if not force and self.staged + nbytes > self.limit:
                 return False
             self.staged += nbytes
             over = self.staged + self.cached - self.limit

@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             from synfs.cli.ststoken import run_sts_token
 
             return run_sts_token(args)
+        if args.command == "recover":
+            from synfs.cli.recover import run_recover
+
+            return run_recover(args)
         if args.command == "install-units":
             from synfs.cli.install import run_install
 

@@ -220,9 +220,16 @@ class Filesystem:
     async def flush(self, fh: int) -> None:
         await self.writes.flush(fh)
 
+    async def fsync(self, fh: int) -> None:
+        await self.writes.fsync(fh)
+
     def release(self, fh: int) -> None:
         if not self.reads.release(fh):
             self.writes.release_write(fh)
+
+    async def settle(self) -> None:
+        """After ``release``: make the saves owed at a last close (``touch``, ``O_TRUNC``)."""
+        await self.writes.settle()
 
     # ---- namespace -------------------------------------------------------------------------
     async def mkdir(self, parent_ino: int, name: str) -> Attr:
@@ -253,6 +260,7 @@ class Filesystem:
 
     # ---- extended attributes ---------------------------------------------------------------
     async def xattrs(self, ino: int) -> dict[str, str]:
+        await self.writes.wait_settled(ino)
         ent = await self.tree.entity(self.tree.entity_id(ino))
         out = {XATTR_PREFIX + "id": f"syn{ent.id}", XATTR_PREFIX + "etag": ent.etag}
         if ent.version is not None and ent.kind is Kind.FILE:

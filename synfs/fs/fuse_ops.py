@@ -138,7 +138,7 @@ class SynfsOperations(pyfuse3.Operations):
 
     @boundary
     async def fsync(self, fh, datasync):
-        await self.fs.flush(fh)
+        await self.fs.fsync(fh)
 
     @boundary
     async def setattr(self, inode, attr, fields, fh, ctx):
@@ -173,6 +173,7 @@ class SynfsOperations(pyfuse3.Operations):
     async def release(self, fh):
         try:
             self.fs.release(fh)
+            await self.fs.settle()      # saves owed at a last close (e.g. `touch new`)
         except Exception:  # noqa: BLE001 - release must never raise
             log.exception("release failed")
 

@@ -143,6 +143,7 @@ def serve(cfg: Config, parts: Parts, root: Entity,
           on_ready: Callable[[], None] = lambda: None) -> int:
     store = open_metastore(cfg, getattr(parts.client, "user_id", None))
     fs = make_filesystem(cfg, parts.remote, root, parts.writer, parts.staging, store)
+    recover = start_recovery(parts, fs)
     ops = SynfsOperations(fs, entry_timeout=cfg.metadata_ttl, attr_timeout=cfg.metadata_ttl,
                           xattrs=cfg.xattrs)
     try:
@@ -152,7 +153,7 @@ def serve(cfg: Config, parts: Parts, root: Entity,
                           "usable and fusermount3 installed?)", EXIT_FAILED) from None
     log.info("mounted syn%d (%s) on %s", root.id, root.name, cfg.mountpoint)
     try:
-        trio.run(_main, cfg, on_ready, StatusPublisher(cfg, root, parts, fs), store)
+        trio.run(_main, cfg, on_ready, StatusPublisher(cfg, root, parts, fs), store, recover)
     finally:
         pyfuse3.close(unmount=True)
         if store is not None:
@@ -161,10 +162,28 @@ def serve(cfg: Config, parts: Parts, root: Entity,
     return 0
 
 
+def start_recovery(parts: Parts, fs: Filesystem):
+    """What an earlier crash kept in this cache directory: found and counted now (before the
+    mount serves), saved by a task once it runs (``synfs.write.recovery``)."""
+    if parts.staging is None:
+        return None
+    from synfs.write.recovery import Saver, StartupRecovery
+
+    user_id = getattr(parts.client, "user_id", None)
+    parts.staging.owner = user_id
+    w = parts.writer
+    recover = StartupRecovery(parts.staging, fs.writes,
+                              Saver(parts.client, w.writer, w.uploader), user_id)
+    recover.scan()
+    return recover
+
+
 async def _main(cfg: Config, on_ready: Callable[[], None],
-                status: StatusPublisher | None = None, store=None) -> None:
+                status: StatusPublisher | None = None, store=None, recover=None) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_watch_signals)
+        if recover is not None:
+            nursery.start_soon(recover.run)
         if status is not None:
             nursery.start_soon(status.run)
         if store is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from synfs import errors
 from synfs.remote.writer import WriteTarget
 from synfs.synapse.models import Entity, Kind
-from synfs.write.names import check_name
+from synfs.write.names import check_key, check_name
 from synfs.write.path import WritePath
 from synfs.write.ports import TreePort
 
@@ -60,7 +60,7 @@ class Namespace:
         await self.writer.delete(ent.id)
         h = self.writes.active_handle(self.tree.ino_of(ent.id))
         if h is not None:
-            h.unlinked = True
+            self.writes.mark_unlinked(h)
         self.tree.invalidate(entity_id=ent.id, parent_id=parent_id, name=name)
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
@@ -92,6 +92,7 @@ class Namespace:
         if src_target.storage_location_id != dst_target.storage_location_id:
             raise errors.CrossDevice("moving between storage locations is not possible in "
                                      "Synapse; copy instead")
+        check_key(dst_target.base_key, new_name)
         dst_children = await self.tree.listing(dst_parent, fresh=True)
         existing = dst_children.get(new_name)
         dst_temp = self.writes.pending_ino(dst_parent, new_name)
@@ -115,7 +116,7 @@ class Namespace:
             await self._replace_file(src, existing, dst_parent, new_name)
         h = self.writes.active_handle(self.tree.ino_of(src.id))
         if h is not None and h.entity_id is not None:
-            h.parent_id, h.name, h.target = dst_parent, new_name, dst_target
+            self.writes.retarget(h, dst_parent, new_name, dst_target)
         self.tree.invalidate(entity_id=src.id, parent_id=src_parent, name=old_name)
         self.tree.invalidate(parent_id=dst_parent, name=new_name)
 
@@ -144,24 +145,26 @@ class Namespace:
         self.tree.alias(src_ino, target.id)
         h = self.writes.active_handle(src_ino)
         if h is not None:
-            h.entity_id = target.id
+            self.writes.retarget(h, dst_parent, name, h.target, await self.tree.entity(
+                target.id, fresh=True))
         self.tree.invalidate(entity_id=target.id)
 
     async def _rename_pending(self, temp: int, src_parent: int, old_name: str, dst_parent: int,
                               new_name: str, dst_target: WriteTarget, existing,
                               dst_temp: int | None) -> None:
+        target = None
+        if existing is not None:
+            if existing.kind.is_container:
+                raise errors.IsADirectory(f"{new_name} is a folder")
+            target = await self.tree.entity(existing.id, fresh=True)
         self.writes.forget_pending(src_parent, old_name, unlink=False)
         h = self.writes.active_handle(temp)
         if dst_temp is not None:
             self.writes.forget_pending(dst_parent, new_name)
         if existing is not None:
-            if existing.kind.is_container:
-                raise errors.IsADirectory(f"{new_name} is a folder")
             self.tree.alias(temp, existing.id)      # its next save is a new version of the target
-            if h is not None:
-                h.entity_id = existing.id
         else:
             self.writes.set_pending(dst_parent, new_name, temp)
         if h is not None:
-            h.parent_id, h.name, h.target = dst_parent, new_name, dst_target
+            self.writes.retarget(h, dst_parent, new_name, dst_target, target)
         self.tree.invalidate(parent_id=dst_parent, name=new_name)

@@ -375,6 +375,19 @@ def test_failed_entity_creation_keeps_data(emulator, seeded, mounts, tmp_path):
         "parentId": layout["externalStsFolder"], "includeTypes": ["file"]}))
     assert "never.txt" not in [c["name"] for c in children["page"]]
     assert [p.read_bytes() for p in (cache / "staging").iterdir()] == [b"not lost"]
+    # the file stays on the mount with its content after the failed close ...
+    assert "never.txt" in os.listdir(m.path)
+    assert (m.path / "never.txt").read_bytes() == b"not lost"
+    # ... and a later fsync saves it (then its staged copy goes)
+    fd = os.open(m.path / "never.txt", os.O_RDWR)
+    os.fsync(fd)
+    os.close(fd)
+    syn_id = os.getxattr(m.path / "never.txt", "user.synapse.id").decode()
+    assert synapse_bytes(seeded, syn_id)[0] == b"not lost"
+    deadline = time.monotonic() + 10
+    while list((cache / "staging").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list((cache / "staging").iterdir()) == []
 
 
 def test_credentials_expiring_during_upload(emulator, seeded, mounts):
@@ -407,3 +420,59 @@ def test_create_of_a_name_made_elsewhere_meanwhile_saves_a_new_version(seeded, e
     assert os.getxattr(ext / "race.txt", "user.synapse.id").decode() == other
     assert synapse_bytes(seeded, other)[0] == b"from the mount"
     assert len(versions(seeded, other)) == 2
+
+
+def test_each_tool_makes_exactly_one_version(seeded, ext, wmount, tmp_path):
+    """No empty versions: the shell's dup2+close, dd, cp and tar x each make one version of a
+    new file; `echo > existing` adds one version; `: > f` (truncate, nothing written) adds
+    one empty version; `touch` of an existing file adds none."""
+    def n_versions(name):
+        return len(versions(seeded, os.getxattr(ext / name, "user.synapse.id").decode()))
+
+    subprocess.run(["sh", "-c", f"echo hi > '{ext}/echo.txt'"], check=True)
+    subprocess.run(["dd", "if=/dev/urandom", f"of={ext}/dd.bin", "bs=64k", "count=4",
+                    "status=none"], check=True)
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(100_000))
+    subprocess.run(["cp", str(src), str(ext / "cp.bin")], check=True)
+    inner = tmp_path / "t"
+    inner.mkdir()
+    (inner / "member.txt").write_bytes(b"from tar")
+    with tarfile.open(tmp_path / "a.tar", "w") as tar:
+        tar.add(inner / "member.txt", arcname="member.txt")
+    subprocess.run(["tar", "xf", str(tmp_path / "a.tar"), "-C", str(ext)], check=True)
+    for name in ("echo.txt", "dd.bin", "cp.bin", "member.txt"):
+        assert n_versions(name) == 1, name
+    syn_id = os.getxattr(ext / "echo.txt", "user.synapse.id").decode()
+    assert synapse_bytes(seeded, syn_id)[0] == b"hi\n"
+    subprocess.run(["sh", "-c", f"echo again > '{ext}/echo.txt'"], check=True)
+    assert n_versions("echo.txt") == 2 and synapse_bytes(seeded, syn_id)[0] == b"again\n"
+    subprocess.run(["touch", str(ext / "echo.txt")], check=True)
+    assert n_versions("echo.txt") == 2
+    subprocess.run(["sh", "-c", f": > '{ext}/echo.txt'"], check=True)
+    wait = time.monotonic() + 10          # the save owed at release runs after close returns
+    while n_versions("echo.txt") < 3 and time.monotonic() < wait:
+        time.sleep(0.05)
+    assert n_versions("echo.txt") == 3 and synapse_bytes(seeded, syn_id)[0] == b""
+    assert "saved echo.txt as a new file syn" in wmount.log_text()
+
+
+def test_names_and_sizes_synfs_cannot_store_are_refused_up_front(seeded, ext):
+    from synfs.write.names import MAX_NAME
+
+    ok = "n" * MAX_NAME
+    (ext / ok).write_bytes(b"longest name")
+    syn_id = os.getxattr(ext / ok, "user.synapse.id").decode()
+    assert synapse_bytes(seeded, syn_id)[0] == b"longest name"
+    too_long = "n" * (MAX_NAME + 1)
+    with pytest.raises(OSError) as exc:
+        open(ext / too_long, "wb")
+    assert exc.value.errno == errno.ENAMETOOLONG
+    with pytest.raises(OSError) as exc:
+        os.rename(ext / ok, ext / too_long)
+    assert exc.value.errno == errno.ENAMETOOLONG
+    with pytest.raises(OSError) as exc:
+        os.truncate(ext / ok, 999_999_999_999_999)
+    assert exc.value.errno == errno.EFBIG
+    assert (ext / ok).read_bytes() == b"longest name"
+    assert sorted(os.listdir(ext)) == [ok]

@@ -300,3 +300,131 @@ def test_mkdir_rmdir_notempty(world):
             await fs.rmdir(ROOT_INO, "ext")
 
     run(main)
+
+
+def _record(staging):
+    import json
+
+    from synfs.write import journal
+
+    recs = [json.loads(p.read_text()) for p in journal.journal_dir(staging.root).glob("*.json")]
+    assert len(recs) <= 1
+    return recs[0] if recs else None
+
+
+def test_the_record_is_durable_before_the_first_byte_and_follows_the_save(world):
+    fs, r, w, staging = world
+    states = []
+    store = w.store_bytes
+
+    async def spying_store(target, path, name):
+        states.append(_record(staging)["state"])        # durable before the upload starts
+        return await store(target, path, name)
+
+    w.store_bytes = spying_store
+
+    async def main():
+        fh, _ = await fs.create(200, "new.txt")
+        rec = _record(staging)
+        assert rec["state"] == "open" and rec["name"] == "new.txt" and rec["parent_id"] == 200
+        assert rec["entity_id"] is None and rec["storage_location_id"] == 77
+        await fs.write(fh, 0, b"abc")
+        await fs.flush(fh)
+        assert states == ["closing"]
+        rec = _record(staging)
+        eid = fs.entity_id(_ino_of(fs, fh))
+        assert rec["state"] == "saved" and rec["entity_id"] == eid
+        assert rec["base_handle_id"] == r.entities[eid].file_handle_id
+        await fs.write(fh, 3, b"d")
+        assert _record(staging)["state"] == "open"       # changed after the save
+        await fs.rename(200, "new.txt", 200, "renamed.txt", 0)
+        assert _record(staging)["name"] == "renamed.txt"
+        await fs.flush(fh)
+        fs.release(fh)
+        assert _record(staging) is None and list(staging.root.iterdir()) == []
+
+    run(main)
+
+
+def _ino_of(fs, fh):
+    return fs.writes._writes[fh].ino
+
+
+def test_a_flush_with_nothing_written_saves_nothing(world):
+    fs, r, w, _ = world
+
+    async def main():
+        fh, _ = await fs.create(200, "echo.txt")          # `echo hi > f`: the shell's first
+        await fs.flush(fh)                                 # close comes before any write
+        assert w.calls == []
+        await fs.write(fh, 0, b"hi\n")
+        await fs.flush(fh)
+        fs.release(fh)
+        await fs.settle()
+        assert [c[0] for c in w.calls] == ["store", "create_file"]
+        fh, _ = await fs.open(201, writable=True, truncate=True)   # `: > doc.txt`
+        await fs.flush(fh)
+        assert w.calls[-1][0] == "create_file"
+        fs.release(fh)
+        await fs.settle()                                  # owed at the last release
+        assert w.calls[-1] == ("new_version", 201) and r.data[201] == b""
+        fh, attr = await fs.create(200, "touched")         # `touch new`: an empty file
+        await fs.flush(fh)
+        fs.release(fh)
+        await fs.settle()
+        assert w.calls[-1] == ("create_file", 200, "touched")
+
+    run(main)
+
+
+def test_a_failed_save_stays_visible_and_fsync_retries_without_a_new_upload(world):
+    fs, r, w, staging = world
+    create = w.create_file
+    w.create_file = None
+
+    async def failing(parent_id, name, handle_id):
+        raise errors.Unavailable("Synapse is down")
+
+    w.create_file = failing
+
+    async def main():
+        fh, attr = await fs.create(200, "kept.txt")
+        await fs.write(fh, 0, b"precious")
+        with pytest.raises(errors.Unavailable):
+            await fs.flush(fh)
+        fs.release(fh)
+        await fs.settle()
+        assert (await fs.lookup(200, "kept.txt")).size == 8          # still there
+        assert _record(staging)["state"] == "uploaded"
+        w.create_file = create
+        fh, _ = await fs.open(attr.ino, writable=False)
+        assert await fs.read(fh, 0, 100) == b"precious"
+        await fs.fsync(fh)
+        fs.release(fh)
+        assert [c[0] for c in w.calls] == ["store", "create_file"]   # one upload only
+        assert _record(staging) is None and staging.used == 0
+
+    run(main)
+
+
+def test_names_keys_and_sizes_synfs_cannot_store(world):
+    from synfs.write.names import MAX_NAME, check_key
+    from synfs.write.staging import MAX_FILE_SIZE
+
+    fs, r, w, staging = world
+
+    async def main():
+        with pytest.raises(errors.NameTooLong):
+            await fs.create(200, "x" * (MAX_NAME + 1))
+        fh, _ = await fs.create(200, "x" * MAX_NAME)
+        with pytest.raises(errors.FileTooLarge) as exc:
+            await fs.setattr(_ino_of(fs, fh), MAX_FILE_SIZE + 1, fh, False)
+        assert exc.value.errno == errno.EFBIG and staging.used == 0
+        with pytest.raises(errors.NoSpace) as exc:
+            await fs.setattr(_ino_of(fs, fh), 2 * 1024 * 1024, fh, False)
+        assert "cannot take 2097152 more bytes: 0 of 1048576" in str(exc.value)
+
+    run(main)
+    with pytest.raises(errors.NameTooLong):
+        check_key("k" * 900, "n" * 100)
+    check_key("k" * 800, "n" * 100)
