@@ -378,16 +378,26 @@ def test_failed_entity_creation_keeps_data(emulator, seeded, mounts, tmp_path):
 
 
 def test_credentials_expiring_during_upload(emulator, seeded, mounts):
+    """The save outlasts its STS credentials: they live 2 s and every S3 request takes 0.8 s,
+    so a 40 MiB multipart upload (create, 5 parts 4 at a time, complete, head) takes at least
+    4 s; requests after the first 2 s succeed only with credentials fetched again."""
     owner, layout = seeded
     m = mounts(owner.token, layout["externalStsFolder"], "expiring-up", ["--xattrs"])
-    emulator.set_faults(sts_expiration_s=2, s3_latency_ms=150)
+    lifetime = 2
     data = os.urandom(40 * 1024 * 1024)
-    start = time.monotonic()
-    (m.path / "slow.bin").write_bytes(data)
-    assert time.monotonic() - start > 1.0
-    emulator.reset_faults()
+    emulator.set_faults(sts_expiration_s=lifetime, s3_latency_ms=800)
+    try:
+        fh = open(m.path / "slow.bin", "wb")
+        fh.write(data)
+        start = time.monotonic()
+        fh.close()                                   # the upload
+        took = time.monotonic() - start
+    finally:
+        emulator.reset_faults()
+    assert took > 2 * lifetime, f"the upload took {took:.1f}s, not longer than the credentials"
     syn_id = os.getxattr(m.path / "slow.bin", "user.synapse.id").decode()
-    assert synapse_bytes(seeded, syn_id)[0] == data
+    got, handle = synapse_bytes(seeded, syn_id)
+    assert got == data and handle["contentSize"] == len(data)
 
 
 def test_create_of_a_name_made_elsewhere_meanwhile_saves_a_new_version(seeded, ext):
