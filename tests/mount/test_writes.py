@@ -89,6 +89,7 @@ def test_overwrite_is_a_new_version_and_keeps_history(seeded, ext):
     assert (ext / "doc.txt").read_bytes() == b"second version\n"
     vs = versions(seeded, syn_id)
     assert len(vs) == 2
+    assert os.getxattr(ext / "doc.txt", "user.synapse.version") == b"2"   # the mount knows
     assert synapse_bytes(seeded, syn_id, 1)[0] == b"first\n"
     assert synapse_bytes(seeded, syn_id, 2)[0] == b"second version\n"
 
