@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import time
@@ -223,11 +224,43 @@ def test_erofs_outside_external_sts(wmount):
 
 
 def test_read_only_mount_refuses_writes_everywhere(seeded, mounts):
+    """Every kind of write, in a folder where a read-write mount could write: EROFS."""
     owner, layout = seeded
     m = mounts(owner.token, layout["externalStsFolder"], "ro-ext", ["--read-only"])
-    with pytest.raises(OSError) as exc:
-        open(m.path / "nope.txt", "wb").close()
-    assert exc.value.errno == errno.EROFS
+    f, d = m.path / "matrix.csv", m.path / "notes"
+    before = f.read_bytes()
+    writes = {
+        "create": lambda: os.close(os.open(m.path / "nope.txt", os.O_WRONLY | os.O_CREAT, 0o644)),
+        "mknod": lambda: os.mknod(m.path / "nope.fifo", 0o644 | stat.S_IFIFO),
+        "open for writing": lambda: os.close(os.open(f, os.O_WRONLY)),
+        "open read-write": lambda: os.close(os.open(f, os.O_RDWR)),
+        "open O_TRUNC": lambda: os.close(os.open(f, os.O_WRONLY | os.O_TRUNC)),
+        "open O_APPEND": lambda: os.close(os.open(f, os.O_WRONLY | os.O_APPEND)),
+        "truncate": lambda: os.truncate(f, 10),
+        "mkdir": lambda: os.mkdir(m.path / "newdir"),
+        "unlink": lambda: os.unlink(f),
+        "rmdir": lambda: os.rmdir(d),
+        "rename file": lambda: os.rename(f, m.path / "renamed.csv"),
+        "rename folder": lambda: os.rename(d, m.path / "renamed"),
+        "rename into folder": lambda: os.rename(f, d / "matrix.csv"),
+        "chmod": lambda: os.chmod(f, 0o600),
+        "chown": lambda: os.chown(f, os.getuid(), os.getgid()),
+        "utime": lambda: os.utime(f, (1, 1)),
+        "symlink": lambda: os.symlink("matrix.csv", m.path / "link"),
+        "link": lambda: os.link(f, m.path / "hard"),
+        "setxattr": lambda: os.setxattr(f, "user.synapse.note", b"x"),
+        "removexattr": lambda: os.removexattr(f, "user.synapse.id"),
+    }
+    got = {}
+    for what, action in writes.items():
+        try:
+            action()
+            got[what] = "allowed"
+        except OSError as exc:
+            got[what] = errno.errorcode.get(exc.errno, exc.errno)
+    assert got == {what: "EROFS" for what in writes}
+    assert sorted(os.listdir(m.path)) == ["empty.txt", "matrix.csv", "notes"]
+    assert f.read_bytes() == before and os.listdir(d) == ["patient's notes.txt"]
 
 
 def test_user_without_write_permission_gets_eacces(emulator, seeded, mounts):
