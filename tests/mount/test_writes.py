@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -296,6 +297,13 @@ def test_collaborator_who_does_not_own_the_bucket_writes_through_multipart(emula
     syn_id = os.getxattr(m.path / "from-collab.bin", "user.synapse.id").decode()
     got, handle = synapse_bytes(seeded, syn_id)
     assert got == data and handle["createdBy"] == collab.id
+    # Synapse's multipart upload names the object <baseKey>/<userId>/<uuid>/<fileName>; the
+    # owner's STS upload would have written <baseKey>/<uuid>/<name> and registered it.
+    location = owner.api.ok(owner.api.get(f"/storageLocation/{layout['externalStsLocation']}"))
+    assert re.fullmatch(re.escape(f"{location['baseKey']}/{collab.id}/") + r"[0-9a-f-]{36}/"
+                        + re.escape("from-collab.bin"), handle["key"]), handle["key"]
+    assert handle["bucketName"] == location["bucket"]
+    assert str(handle["storageLocationId"]) == str(layout["externalStsLocation"])
     os.unlink(m.path / "from-collab.bin")
 
 
