@@ -149,8 +149,13 @@ def test_synapse_503_and_429_are_retried(emulator, seeded, mounts):
     m = mounts(owner.token, layout["plainFolder"], "retry", ["--metadata-ttl", "0"])
     emulator.set_faults(errors=[{"path": "/bundle2$", "status": 503, "count": 2},
                                 {"path": "/entity/children$", "status": 429, "count": 2}])
-    assert sorted(os.listdir(m.path)) == ["data", "hello.txt"]
-    assert (m.path / "hello.txt").read_bytes() == content("hello.txt", 13)
+    try:
+        assert sorted(os.listdir(m.path)) == ["data", "hello.txt"]
+        assert (m.path / "hello.txt").read_bytes() == content("hello.txt", 13)
+        left = emulator.admin.ok(emulator.admin.get("/faults", prefix="admin"))["errors"]
+    finally:
+        emulator.reset_faults()
+    assert [rule["count"] for rule in left] == [0, 0]    # every injected error was met
 
 
 def test_synapse_down_gives_eio_then_recovers(emulator, seeded, mounts):
