@@ -133,13 +133,19 @@ def test_fsync_saves_before_close(seeded, ext):
 
 def test_mkdir_rmdir_and_enotempty(seeded, ext):
     (ext / "d").mkdir()
+    folder = entity_at(seeded, ext / "d", None)
+    assert folder["concreteType"].endswith(".Folder") and folder["name"] == "d"
+    assert folder["parentId"] == os.getxattr(ext, "user.synapse.id").decode()
     (ext / "d" / "f.txt").write_bytes(b"f")
     with pytest.raises(OSError) as exc:
         os.rmdir(ext / "d")
     assert exc.value.errno == errno.ENOTEMPTY
+    assert api_of(seeded).get(f"/entity/{folder['id']}").status_code == 200
     os.unlink(ext / "d" / "f.txt")
     os.rmdir(ext / "d")
     assert not (ext / "d").exists()
+    resp = api_of(seeded).get(f"/entity/{folder['id']}")
+    assert resp.status_code == 404 and "trash" in resp.json()["reason"]
 
 
 def test_unlink_moves_to_trash(seeded, ext):
@@ -159,8 +165,12 @@ def test_rename_files_and_folders(seeded, ext):
     assert (ext / "sub" / "b.txt").read_bytes() == b"A"
     ent = api_of(seeded).ok(api_of(seeded).get(f"/entity/{syn_id}"))
     assert ent["name"] == "b.txt" and ent["versionNumber"] == 1   # no copy, no new version
+    sub_id = os.getxattr(ext / "sub", "user.synapse.id").decode()
+    assert ent["parentId"] == sub_id
     os.rename(ext / "sub", ext / "sub2")
     assert (ext / "sub2" / "b.txt").read_bytes() == b"A"
+    sub = api_of(seeded).ok(api_of(seeded).get(f"/entity/{sub_id}"))
+    assert sub["name"] == "sub2" and os.getxattr(ext / "sub2", "user.synapse.id").decode() == sub_id
 
 
 def test_rename_over_existing_keeps_target_history(seeded, ext):
@@ -230,6 +240,8 @@ def test_read_only_mount_refuses_writes_everywhere(seeded, mounts):
     m = mounts(owner.token, layout["externalStsFolder"], "ro-ext", ["--read-only"])
     f, d = m.path / "matrix.csv", m.path / "notes"
     before = f.read_bytes()
+    listing = sorted(os.listdir(m.path)), sorted(os.listdir(d))
+    assert "matrix.csv" in listing[0] and listing[1] == ["patient's notes.txt"]
     writes = {
         "create": lambda: os.close(os.open(m.path / "nope.txt", os.O_WRONLY | os.O_CREAT, 0o644)),
         "mknod": lambda: os.mknod(m.path / "nope.fifo", 0o644 | stat.S_IFIFO),
@@ -260,8 +272,8 @@ def test_read_only_mount_refuses_writes_everywhere(seeded, mounts):
         except OSError as exc:
             got[what] = errno.errorcode.get(exc.errno, exc.errno)
     assert got == {what: "EROFS" for what in writes}
-    assert sorted(os.listdir(m.path)) == ["empty.txt", "matrix.csv", "notes"]
-    assert f.read_bytes() == before and os.listdir(d) == ["patient's notes.txt"]
+    assert (sorted(os.listdir(m.path)), sorted(os.listdir(d))) == listing
+    assert f.read_bytes() == before
 
 
 def test_user_without_write_permission_gets_eacces(emulator, seeded, mounts):
