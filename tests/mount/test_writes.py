@@ -448,7 +448,7 @@ def test_credentials_expiring_during_upload(emulator, seeded, mounts):
         took = time.monotonic() - start
     finally:
         emulator.reset_faults()
-    assert took > 2 * lifetime, f"the upload took {took:.1f}s, not longer than the credentials"
+    assert took > lifetime + 1, f"the upload took {took:.1f}s, not longer than the credentials"
     syn_id = os.getxattr(m.path / "slow.bin", "user.synapse.id").decode()
     got, handle = synapse_bytes(seeded, syn_id)
     assert got == data and handle["contentSize"] == len(data)
