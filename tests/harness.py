@@ -322,3 +322,42 @@ class EmulatorProcess:
         return boto3.client("s3", endpoint_url=self.info["s3Endpoint"], region_name="us-east-1",
                             config=botocore.config.Config(s3={"addressing_style": "path"},
                                                           retries={"max_attempts": 1}), **kw)
+
+
+# ---- the daemon's status file, read only once it was rewritten after an action ----------------
+def mount_status(mountpoint, after: float | None = None, timeout: float = 20.0) -> dict:
+    """The status JSON of the mount at ``mountpoint``, as written after wall time ``after``
+    (default: now). Waits (polling, up to ``timeout`` s) until the daemon has rewritten the
+    file, so a stale file can never stand for the state after an action: request counts read
+    this way include every request the action made."""
+    from synfs.service.runtime import find_status_file
+
+    after = time.time() if after is None else after
+    deadline = time.monotonic() + timeout
+    why = ""
+    while True:
+        path, why = find_status_file(mountpoint)
+        if path is not None:
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                data = {}
+            if float(data.get("updated", 0)) > after:
+                return data
+        if time.monotonic() > deadline:
+            raise AssertionError(f"status file of {mountpoint} not rewritten within {timeout}s "
+                                 f"after the action ({why or 'still stale'})")
+        time.sleep(0.05)
+
+
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.02, what: str = ""):
+    """Poll ``condition()`` until it returns something truthy (returned) or ``timeout`` s
+    pass (AssertionError naming ``what``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(interval)

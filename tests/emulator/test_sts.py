@@ -123,7 +123,15 @@ def test_synapse_storage_is_read_only(emulator, user):
 
 def test_missing_and_trashed_entities_have_no_setting(emulator, user):
     """StsManagerImpl resolves the inherited upload setting before anything else: a missing
-    entity, or a trashed one (its parent is the trash folder), has none: 400, not 404."""
+    entity, or a trashed one (its parent is the trash folder), has none: 400, not 404.
+
+    The order is Synapse's own (Sage-Bionetworks/Synapse-Repository-Services,
+    ``StsManagerImpl.getTemporaryCredentials``): first
+    ``projectSettingsManager.getProjectSettingForNode`` ("Entity must have a project
+    setting"; ``ProjectSettingsManagerImpl.getProjectSettingForNode`` checks neither existence
+    nor permissions), then "Entity must have an STS-enabled storage location", then the
+    read_write-on-Synapse-storage rule, and only then ``authManager.canAccess`` (403). So a
+    missing entity is a 400 here as in Synapse, not the 404 one might expect."""
     _project, folder, _loc = sts_folder(emulator, user)
     resp = sts(user.api, "syn987654321", "read_only")
     assert resp.status_code == 400 and reason(resp) == "Entity must have a project setting"
@@ -134,6 +142,9 @@ def test_missing_and_trashed_entities_have_no_setting(emulator, user):
 
 
 def test_permission_checks_in_order(emulator, user):
+    """Permissions are checked last, after the storage checks (order of StsManagerImpl, see
+    test_missing_and_trashed_entities_have_no_setting): DOWNLOAD (+ READ) for read_only, then
+    UPDATE, CREATE, DELETE for read_write."""
     _project, folder, _loc = sts_folder(emulator, user)
     other = emulator.new_user()
     resp = sts(other.api, folder["id"], "read_only")

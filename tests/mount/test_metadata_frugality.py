@@ -5,15 +5,16 @@ persistent metadata store (docs/semantics.md, "Metadata and REST calls")."""
 from __future__ import annotations
 
 import errno
-import json
 import os
+import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
 from synfs.cli.demo_seed import Seeder, content
-from synfs.service.runtime import find_status_file
+from tests.harness import mount_status
 
 SIZES = [1, 700, 4096, 70_001]
 
@@ -37,10 +38,9 @@ def frugal(emulator):
 
 
 def synapse_requests(mnt) -> int:
-    time.sleep(2.3)                                  # the status file is refreshed every 2 s
-    path, why = find_status_file(mnt)
-    assert path is not None, why
-    return int(json.loads(path.read_text())["requests"]["synapse"])
+    """Synapse requests the daemon made so far, from a status file written after this call
+    (never a stale one that predates the action being counted)."""
+    return int(mount_status(mnt)["requests"]["synapse"])
 
 
 def test_find_costs_listings_only_and_unstatted_files_read_whole(frugal, mounts, tmp_path):
@@ -125,12 +125,36 @@ def test_without_xattrs_the_kernel_answers_xattr_requests_itself(frugal, mounts)
     owner, _, project, expected = frugal
     m = mounts(owner.token, project, "frugal-noxattr", ["--read-only"])
     path = m.path / "dir0/f01.bin"
-    for _ in range(2):        # the first answer (ENOSYS) switches them off in the kernel
-        with pytest.raises(OSError) as info:
-            os.getxattr(path, "user.synapse.id")
-        assert info.value.errno == errno.EOPNOTSUPP
+    size = os.stat(path).st_size                 # name and attributes now cached by the kernel
+    assert size == expected["dir0/f01.bin"][1]
+    with pytest.raises(OSError) as info:          # the daemon's ENOSYS switches them off
+        os.getxattr(path, "user.synapse.id")
+    assert info.value.errno == errno.EOPNOTSUPP
     with pytest.raises(OSError) as info:
         os.listxattr(path)
     assert info.value.errno == errno.EOPNOTSUPP
-    out = subprocess.run(["ls", "-l", str(path)], capture_output=True, text=True, check=True)
-    assert f" {expected['dir0/f01.bin'][1]} " in out.stdout
+    # From now on the kernel answers by itself: even a stopped daemon does not hold them up.
+    pid = int(mount_status(m.path)["pid"])
+    probe = ("import errno, os, sys\n"
+             "p = sys.argv[1]\n"
+             "for call in (lambda: os.getxattr(p, 'user.synapse.id'),\n"
+             "             lambda: os.getxattr(p, 'security.selinux'),\n"
+             "             lambda: os.listxattr(p)):\n"
+             "    try:\n"
+             "        call()\n"
+             "    except OSError as exc:\n"
+             "        assert exc.errno == errno.EOPNOTSUPP, exc\n"
+             "    else:\n"
+             "        raise SystemExit('an xattr call succeeded')\n")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        res = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
+                             text=True, timeout=15)
+        assert res.returncode == 0, res.stderr
+        out = subprocess.run(["ls", "-l", str(path)], capture_output=True, text=True,
+                             check=True, timeout=15)     # SELinux label and ACL requests
+    except subprocess.TimeoutExpired:
+        pytest.fail("an xattr request waited for the (stopped) daemon")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert f" {size} " in out.stdout

@@ -55,8 +55,15 @@ def test_find_and_du_see_every_file(project_mount):
     found = sh("find", ".", "-type", "f", cwd=project_mount.path).split("\n")
     expected = {"./" + rel(*f[:3]) for f in ALL}
     assert set(x for x in found if x) == expected
-    du = sh("du", "-s", "-b", "--apparent-size", ".", cwd=project_mount.path).split()[0]
-    assert int(du) >= sum(f[3] for f in ALL)
+    # du without --apparent-size counts st_blocks (512-byte units), not st_size
+    blocks = {}
+    for line in sh("du", "-a", "-B1", ".", cwd=project_mount.path).splitlines():
+        used, name = line.split("\t", 1)
+        blocks[name] = int(used)
+    for f in ALL:
+        assert blocks["./" + rel(*f[:3])] == -(-f[3] // 512) * 512, f
+    total = int(sh("du", "-s", "-B1", ".", cwd=project_mount.path).split()[0])
+    assert total >= sum(-(-f[3] // 512) * 512 for f in ALL) > 0
 
 
 def test_cp_r_is_byte_identical(project_mount, tmp_path):
@@ -94,10 +101,25 @@ def test_random_access_reads(project_mount):
 
 
 def test_xattrs_name_the_entity(project_mount, seeded):
-    _, layout = seeded
+    owner, layout = seeded
     path = project_mount.path / "external-sts/matrix.csv"
-    assert os.getxattr(path, "user.synapse.id").decode() == layout["files"]["external-sts/matrix.csv"]
-    assert "user.synapse.md5" in os.listxattr(path)
+    syn_id = layout["files"]["external-sts/matrix.csv"]
+    bundle = owner.api.ok(owner.api.post(f"/entity/{syn_id}/bundle2", {
+        "includeEntity": True, "includeFileHandles": True}))
+    entity, handle = bundle["entity"], bundle["fileHandles"][0]
+    expected = {"user.synapse.id": syn_id, "user.synapse.etag": entity["etag"],
+                "user.synapse.version": str(entity["versionNumber"]),
+                "user.synapse.file_handle_id": str(entity["dataFileHandleId"]),
+                "user.synapse.md5": handle["contentMd5"]}
+    assert str(handle["id"]) == expected["user.synapse.file_handle_id"]
+    assert {name: os.getxattr(path, name).decode() for name in expected} == expected
+    assert set(expected) <= set(os.listxattr(path))
+    folder = project_mount.path / "external-sts"
+    assert os.getxattr(folder, "user.synapse.id").decode() == layout["externalStsFolder"]
+    for unknown in ("user.synapse.nope", "user.other", "user.synapse.ID"):
+        with pytest.raises(OSError) as exc:
+            os.getxattr(path, unknown)
+        assert exc.value.errno == errno.ENODATA, unknown
 
 
 def test_writes_are_refused_with_erofs(project_mount):

@@ -3,13 +3,16 @@ credential expiry during reads, and injected Synapse and S3 faults."""
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import os
+import threading
 import time
 
 import pytest
 
 from synfs.cli.demo_seed import Seeder, content
+from tests.harness import mount_status, wait_for
 
 ODD_NAMES = ["with space.txt", "paren (1).txt", "it's.txt", "a+b.txt", "dots...txt",
              "comma,name.txt", "-dash_under.txt"]
@@ -93,17 +96,52 @@ def test_unmet_access_requirement_is_eacces(emulator, built, mounts):
 
 
 def test_credentials_expiring_during_a_long_read(emulator, seeded, mounts):
-    """STS credentials reported to expire in 3 s: a read spanning the expiry still succeeds."""
+    """A read outlives its STS credentials. S3 answers 503 (retried with the set the request
+    started with) until the proxy rejects that set as expired (ExpiredToken); only
+    refresh-on-reject (a fresh set, the request retried) can finish the read, because the early
+    refresh at half the lifetime is decided when a request starts, never during its retries."""
     owner, layout = seeded
-    emulator.set_faults(sts_expiration_s=3)
-    m = mounts(owner.token, layout["synapseStsFolder"], "expiry", ["--metadata-ttl", "1"])
-    path = m.path / "big/random-100MiB.bin"
-    expected = content("random-100MiB.bin", 100 * 1024 * 1024)
-    with open(path, "rb", buffering=0) as fh:
-        first = fh.read(8 * 1024 * 1024)
-        time.sleep(4.5)  # the first credentials are now stale; S3 rejects them
-        rest = fh.read()
-    assert first + rest == expected
+    emulator.set_faults(sts_expiration_s=3, s3_error_rate=1.0, s3_error_status=503)
+    try:
+        m = mounts(owner.token, layout["synapseStsFolder"], "expiry", ["--retry-budget", "60"])
+        path = m.path / "big/random-100MiB.bin"
+        assert os.stat(path).st_size == 100 * 1024 * 1024
+        got: dict = {}
+
+        def read():
+            # O_DIRECT: through the page cache, the kernel would answer a failed readahead by
+            # asking again (a new request, which gets fresh credentials) and hide the failure.
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+            chunks = []
+            try:
+                while chunk := os.read(fd, 4 * 1024 * 1024):
+                    chunks.append(chunk)
+                got["data"] = b"".join(chunks)
+            except OSError as exc:
+                got["error"] = exc
+            finally:
+                os.close(fd)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+
+        def read_only_sets():
+            creds = mount_status(m.path).get("credentials", {})
+            return [loc for loc in creds.get("locations", []) if loc["permission"] == "read_only"]
+
+        # The newest set the read fetched; the first one, held by the retried request, expires
+        # no later. Wait until the proxy rejects it, then let S3 answer again.
+        newest = wait_for(read_only_sets, what="the read's credentials")[0]
+        expires = dt.datetime.fromisoformat(newest["expiration"]).timestamp()
+        wait_for(lambda: time.time() > expires + 0.3, timeout=30, what="credential expiry")
+        assert reader.is_alive() and not got, "the read ended before its credentials expired"
+        emulator.set_faults(s3_error_rate=0.0)
+        reader.join(120)
+    finally:
+        emulator.reset_faults()
+    assert not reader.is_alive()
+    assert "error" not in got, got.get("error")
+    assert got["data"] == content("random-100MiB.bin", 100 * 1024 * 1024)
 
 
 def test_synapse_503_and_429_are_retried(emulator, seeded, mounts):
@@ -111,8 +149,13 @@ def test_synapse_503_and_429_are_retried(emulator, seeded, mounts):
     m = mounts(owner.token, layout["plainFolder"], "retry", ["--metadata-ttl", "0"])
     emulator.set_faults(errors=[{"path": "/bundle2$", "status": 503, "count": 2},
                                 {"path": "/entity/children$", "status": 429, "count": 2}])
-    assert sorted(os.listdir(m.path)) == ["data", "hello.txt"]
-    assert (m.path / "hello.txt").read_bytes() == content("hello.txt", 13)
+    try:
+        assert sorted(os.listdir(m.path)) == ["data", "hello.txt"]
+        assert (m.path / "hello.txt").read_bytes() == content("hello.txt", 13)
+        left = emulator.admin.ok(emulator.admin.get("/faults", prefix="admin"))["errors"]
+    finally:
+        emulator.reset_faults()
+    assert [rule["count"] for rule in left] == [0, 0]    # every injected error was met
 
 
 def test_synapse_down_gives_eio_then_recovers(emulator, seeded, mounts):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
+import stat
 import subprocess
 import tarfile
 import time
@@ -89,6 +91,7 @@ def test_overwrite_is_a_new_version_and_keeps_history(seeded, ext):
     assert (ext / "doc.txt").read_bytes() == b"second version\n"
     vs = versions(seeded, syn_id)
     assert len(vs) == 2
+    assert os.getxattr(ext / "doc.txt", "user.synapse.version") == b"2"   # the mount knows
     assert synapse_bytes(seeded, syn_id, 1)[0] == b"first\n"
     assert synapse_bytes(seeded, syn_id, 2)[0] == b"second version\n"
 
@@ -130,13 +133,19 @@ def test_fsync_saves_before_close(seeded, ext):
 
 def test_mkdir_rmdir_and_enotempty(seeded, ext):
     (ext / "d").mkdir()
+    folder = entity_at(seeded, ext / "d", None)
+    assert folder["concreteType"].endswith(".Folder") and folder["name"] == "d"
+    assert folder["parentId"] == os.getxattr(ext, "user.synapse.id").decode()
     (ext / "d" / "f.txt").write_bytes(b"f")
     with pytest.raises(OSError) as exc:
         os.rmdir(ext / "d")
     assert exc.value.errno == errno.ENOTEMPTY
+    assert api_of(seeded).get(f"/entity/{folder['id']}").status_code == 200
     os.unlink(ext / "d" / "f.txt")
     os.rmdir(ext / "d")
     assert not (ext / "d").exists()
+    resp = api_of(seeded).get(f"/entity/{folder['id']}")
+    assert resp.status_code == 404 and "trash" in resp.json()["reason"]
 
 
 def test_unlink_moves_to_trash(seeded, ext):
@@ -156,8 +165,12 @@ def test_rename_files_and_folders(seeded, ext):
     assert (ext / "sub" / "b.txt").read_bytes() == b"A"
     ent = api_of(seeded).ok(api_of(seeded).get(f"/entity/{syn_id}"))
     assert ent["name"] == "b.txt" and ent["versionNumber"] == 1   # no copy, no new version
+    sub_id = os.getxattr(ext / "sub", "user.synapse.id").decode()
+    assert ent["parentId"] == sub_id
     os.rename(ext / "sub", ext / "sub2")
     assert (ext / "sub2" / "b.txt").read_bytes() == b"A"
+    sub = api_of(seeded).ok(api_of(seeded).get(f"/entity/{sub_id}"))
+    assert sub["name"] == "sub2" and os.getxattr(ext / "sub2", "user.synapse.id").decode() == sub_id
 
 
 def test_rename_over_existing_keeps_target_history(seeded, ext):
@@ -222,11 +235,45 @@ def test_erofs_outside_external_sts(wmount):
 
 
 def test_read_only_mount_refuses_writes_everywhere(seeded, mounts):
+    """Every kind of write, in a folder where a read-write mount could write: EROFS."""
     owner, layout = seeded
     m = mounts(owner.token, layout["externalStsFolder"], "ro-ext", ["--read-only"])
-    with pytest.raises(OSError) as exc:
-        open(m.path / "nope.txt", "wb").close()
-    assert exc.value.errno == errno.EROFS
+    f, d = m.path / "matrix.csv", m.path / "notes"
+    before = f.read_bytes()
+    listing = sorted(os.listdir(m.path)), sorted(os.listdir(d))
+    assert "matrix.csv" in listing[0] and listing[1] == ["patient's notes.txt"]
+    writes = {
+        "create": lambda: os.close(os.open(m.path / "nope.txt", os.O_WRONLY | os.O_CREAT, 0o644)),
+        "mknod": lambda: os.mknod(m.path / "nope.fifo", 0o644 | stat.S_IFIFO),
+        "open for writing": lambda: os.close(os.open(f, os.O_WRONLY)),
+        "open read-write": lambda: os.close(os.open(f, os.O_RDWR)),
+        "open O_TRUNC": lambda: os.close(os.open(f, os.O_WRONLY | os.O_TRUNC)),
+        "open O_APPEND": lambda: os.close(os.open(f, os.O_WRONLY | os.O_APPEND)),
+        "truncate": lambda: os.truncate(f, 10),
+        "mkdir": lambda: os.mkdir(m.path / "newdir"),
+        "unlink": lambda: os.unlink(f),
+        "rmdir": lambda: os.rmdir(d),
+        "rename file": lambda: os.rename(f, m.path / "renamed.csv"),
+        "rename folder": lambda: os.rename(d, m.path / "renamed"),
+        "rename into folder": lambda: os.rename(f, d / "matrix.csv"),
+        "chmod": lambda: os.chmod(f, 0o600),
+        "chown": lambda: os.chown(f, os.getuid(), os.getgid()),
+        "utime": lambda: os.utime(f, (1, 1)),
+        "symlink": lambda: os.symlink("matrix.csv", m.path / "link"),
+        "link": lambda: os.link(f, m.path / "hard"),
+        "setxattr": lambda: os.setxattr(f, "user.synapse.note", b"x"),
+        "removexattr": lambda: os.removexattr(f, "user.synapse.id"),
+    }
+    got = {}
+    for what, action in writes.items():
+        try:
+            action()
+            got[what] = "allowed"
+        except OSError as exc:
+            got[what] = errno.errorcode.get(exc.errno, exc.errno)
+    assert got == {what: "EROFS" for what in writes}
+    assert (sorted(os.listdir(m.path)), sorted(os.listdir(d))) == listing
+    assert f.read_bytes() == before
 
 
 def test_user_without_write_permission_gets_eacces(emulator, seeded, mounts):
@@ -262,6 +309,13 @@ def test_collaborator_who_does_not_own_the_bucket_writes_through_multipart(emula
     syn_id = os.getxattr(m.path / "from-collab.bin", "user.synapse.id").decode()
     got, handle = synapse_bytes(seeded, syn_id)
     assert got == data and handle["createdBy"] == collab.id
+    # Synapse's multipart upload names the object <baseKey>/<userId>/<uuid>/<fileName>; the
+    # owner's STS upload would have written <baseKey>/<uuid>/<name> and registered it.
+    location = owner.api.ok(owner.api.get(f"/storageLocation/{layout['externalStsLocation']}"))
+    assert re.fullmatch(re.escape(f"{location['baseKey']}/{collab.id}/") + r"[0-9a-f-]{36}/"
+                        + re.escape("from-collab.bin"), handle["key"]), handle["key"]
+    assert handle["bucketName"] == location["bucket"]
+    assert str(handle["storageLocationId"]) == str(layout["externalStsLocation"])
     os.unlink(m.path / "from-collab.bin")
 
 
@@ -391,16 +445,26 @@ def test_failed_entity_creation_keeps_data(emulator, seeded, mounts, tmp_path):
 
 
 def test_credentials_expiring_during_upload(emulator, seeded, mounts):
+    """The save outlasts its STS credentials: they live 2 s and every S3 request takes 0.8 s,
+    so a 40 MiB multipart upload (create, 5 parts 4 at a time, complete, head) takes at least
+    4 s; requests after the first 2 s succeed only with credentials fetched again."""
     owner, layout = seeded
     m = mounts(owner.token, layout["externalStsFolder"], "expiring-up", ["--xattrs"])
-    emulator.set_faults(sts_expiration_s=2, s3_latency_ms=150)
+    lifetime = 2
     data = os.urandom(40 * 1024 * 1024)
-    start = time.monotonic()
-    (m.path / "slow.bin").write_bytes(data)
-    assert time.monotonic() - start > 1.0
-    emulator.reset_faults()
+    emulator.set_faults(sts_expiration_s=lifetime, s3_latency_ms=800)
+    try:
+        fh = open(m.path / "slow.bin", "wb")
+        fh.write(data)
+        start = time.monotonic()
+        fh.close()                                   # the upload
+        took = time.monotonic() - start
+    finally:
+        emulator.reset_faults()
+    assert took > lifetime + 1, f"the upload took {took:.1f}s, not longer than the credentials"
     syn_id = os.getxattr(m.path / "slow.bin", "user.synapse.id").decode()
-    assert synapse_bytes(seeded, syn_id)[0] == data
+    got, handle = synapse_bytes(seeded, syn_id)
+    assert got == data and handle["contentSize"] == len(data)
 
 
 def test_create_of_a_name_made_elsewhere_meanwhile_saves_a_new_version(seeded, ext):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 
 from synfs.errors import Unavailable
 from synfs.synapse.credentials import CredentialStore
 from synfs.synapse.models import StsCredentials
+from synfs.synapse.throttle import Coalescer
+from tests.harness import wait_for
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -113,17 +114,38 @@ def test_expired_uses_wall_clock():
     assert store.expired(creds)
 
 
+class CountingCoalescer(Coalescer):
+    """The store's single-flight, counting the calls that joined a flight in progress."""
+
+    def __init__(self):
+        super().__init__(copy_results=False)
+        self.followers = 0
+
+    def do(self, key, fn):
+        with self._lock:
+            if key in self._flights:
+                self.followers += 1
+        return super().do(key, fn)
+
+
+def gated_store(client, c):
+    store = CredentialStore(client, clock=c.clock, wall=c.wall)
+    store._flights = CountingCoalescer()
+    return store
+
+
 def test_single_flight_one_call_for_concurrent_gets():
     c = Clocks()
     gate = threading.Event()
     client = FakeClient(c, lifetime=12 * 3600, gate=gate)
-    store = CredentialStore(client, clock=c.clock, wall=c.wall)
+    store = gated_store(client, c)
     results = []
     threads = [threading.Thread(target=lambda: results.append(store.get(5, 100)))
                for _ in range(20)]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    # the leader waits at the gate; let the gate open only once the 19 others joined its flight
+    wait_for(lambda: store._flights.followers == 19, timeout=10, what="19 followers")
     gate.set()
     for t in threads:
         t.join()
@@ -135,7 +157,7 @@ def test_single_flight_shares_the_error():
     c = Clocks()
     gate = threading.Event()
     client = FakeClient(c, lifetime=3600, gate=gate, error=Unavailable("sts down"))
-    store = CredentialStore(client, clock=c.clock, wall=c.wall)
+    store = gated_store(client, c)
     errors = []
 
     def get():
@@ -147,7 +169,7 @@ def test_single_flight_shares_the_error():
     threads = [threading.Thread(target=get) for _ in range(10)]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    wait_for(lambda: store._flights.followers == 9, timeout=10, what="9 followers")
     gate.set()
     for t in threads:
         t.join()
@@ -163,11 +185,11 @@ def test_different_keys_do_not_wait_for_each_other():
     store = CredentialStore(client, clock=c.clock, wall=c.wall)
     t = threading.Thread(target=store.get, args=(5, 100))
     t.start()
-    time.sleep(0.1)
+    wait_for(lambda: len(client.calls) == 1, timeout=10, what="the first call")
     done = threading.Event()
     threading.Thread(target=lambda: (store.get(6, 200), done.set())).start()
-    time.sleep(0.1)
-    assert len(client.calls) == 2            # the second key did not queue behind the first
+    # the second key did not queue behind the first (still held at the gate)
+    wait_for(lambda: len(client.calls) == 2, timeout=10, what="the second key's own call")
     gate.set()
     t.join()
     assert done.wait(5)
@@ -227,6 +249,6 @@ def test_emulator_short_expiration_is_refetched(emulator):
     first = store.get(world.sts_location, world.sts_folder)
     assert 0 < first.remaining() <= 2.5
     assert store.get(world.sts_location, world.sts_folder) is first
-    time.sleep(1.2)                                   # past half the lifetime
+    wait_for(lambda: first.remaining() < 0.9, timeout=10, what="half the lifetime")
     assert store.get(world.sts_location, world.sts_folder) is not first
     assert client.stats["GET /entity/{id}/sts"] == 2

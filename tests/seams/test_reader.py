@@ -15,6 +15,7 @@ from synfs.errors import NotFound, PermissionDenied, Unavailable
 from synfs.s3.reader import S3Reader, UrlReader
 from synfs.synapse.credentials import CredentialStore
 from synfs.synapse.models import StsCredentials
+from tests.harness import wait_for
 from tests.seams import FakeHttp, Reply
 
 DATA = bytes(range(256)) * 40          # 10,240 bytes
@@ -330,7 +331,9 @@ def test_emulator_sts_expiry_refreshes_proactively(emulator, client, world):
     reader = s3_reader(emulator, client)
     eid, data = world.files["small.bin"]
     assert read_file(reader, client, eid, 0, 100) == data[:100]
-    time.sleep(4)
+    first = reader.credentials.get(world.sts_location, eid)       # the cached set
+    # past half its lifetime, still accepted by S3: the next read fetches a new set first
+    wait_for(lambda: first.remaining() < 1.2, timeout=10, what="half the lifetime")
     assert read_file(reader, client, eid, 100, 100) == data[100:200]
     assert client.stats["GET /entity/{id}/sts"] == 2
     assert reader.stats["s3 refresh"] == 0
@@ -344,7 +347,9 @@ def test_emulator_expired_token_refreshes_once(emulator, client, world):
     reader = s3_reader(emulator, client, wall=lagging)
     eid, data = world.files["small.bin"]
     assert read_file(reader, client, eid, 0, 100) == data[:100]
-    time.sleep(4)
+    first = reader.credentials.get(world.sts_location, eid)       # the cached set
+    wait_for(lambda: first.remaining() < -0.1, timeout=10, what="expiry at the proxy")
+    assert reader.credentials.get(world.sts_location, eid) is first  # the store: still fresh
     assert read_file(reader, client, eid, 100, 100) == data[100:200]
     assert reader.stats["s3 refresh"] == 1
     assert client.stats["GET /entity/{id}/sts"] == 2
@@ -388,7 +393,8 @@ def test_emulator_secrets_never_logged(emulator, client, world, caplog):
     eid, data = world.files["small.bin"]
     seen = [store.get(world.sts_location, eid)]
     assert read_file(reader, client, eid, 0, 10) == data[:10]
-    time.sleep(4)                                   # expired at the proxy: forces a refresh
+    # expired at the proxy (the store's lagging clock still calls it fresh): forces a refresh
+    wait_for(lambda: seen[0].remaining() < -0.1, timeout=10, what="expiry at the proxy")
     assert read_file(reader, client, eid, 0, 10) == data[:10]
     seen.append(store.get(world.sts_location, eid))
     hello, hello_data = world.files["hello.bin"]

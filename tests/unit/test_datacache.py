@@ -129,7 +129,9 @@ def test_the_prefetcher_reads_through_the_cache(tmp_path):
         for off in range(0, len(data), 1024 * 1024):
             out += await f.read(off, 1024 * 1024)
         f.close()
-        await trio.sleep(0.1)              # let the cache writes finish
+        with trio.fail_after(10):          # the cache writes finish after the reads
+            while not cache.is_verified(ent.file_handle.id):
+                await trio.sleep(0.005)
         return bytes(out)
 
     downloads, open_ = opener(remote, cache=cache)

@@ -4,6 +4,7 @@ call per file only when asked for, and the persistent metadata store answers a r
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 import trio
@@ -178,7 +179,7 @@ async def walk_and_stat(fs):
         await fs.getattr(ino)
 
 
-def test_the_store_is_bounded_and_survives_a_corrupt_file(tree, tmp_path):
+def test_the_store_is_bounded_and_survives_a_corrupt_file(tree, tmp_path, caplog):
     store = MetaStore(tmp_path / "meta.sqlite", max_entries=10)
     trio.run(lambda: walk_and_stat(make_fs(tree, store)))
     store.flush()
@@ -188,11 +189,16 @@ def test_the_store_is_bounded_and_survives_a_corrupt_file(tree, tmp_path):
 
     bad = tmp_path / "bad.sqlite"
     bad.write_bytes(b"this is not a database" * 100)
-    broken = MetaStore(bad)
-    fs = make_fs(tree, broken)
-    seen = trio.run(walk, fs)                              # works, just without the store
+    with caplog.at_level(logging.WARNING, logger="synfs.fs.metastore"):
+        broken = MetaStore(bad)
+        fs = make_fs(tree, broken)
+        seen = trio.run(walk, fs)                          # works, just without the store
     assert len(seen) == 33
     assert not broken.enabled
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "synfs.fs.metastore" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings                    # said once, not per lookup
+    assert str(bad) in warnings[0] and "running without it" in warnings[0]
 
 
 def test_a_store_locked_by_another_mount_keeps_its_records_for_later(tree, tmp_path):

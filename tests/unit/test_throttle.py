@@ -9,6 +9,7 @@ import time
 import pytest
 
 from synfs.synapse.throttle import Coalescer, RateLimiter, call_key
+from tests.harness import wait_for
 
 
 class FakeTime:
@@ -59,14 +60,28 @@ def test_concurrency_is_bounded_across_threads():
     assert peak[0] == 3 and lim.peak_in_flight == 3 and lim.in_flight == 0
 
 
+class CountingCoalescer(Coalescer):
+    """Counts the calls that joined a flight in progress."""
+
+    def __init__(self):
+        super().__init__()
+        self.followers = 0
+
+    def do(self, key, fn):
+        with self._lock:
+            if key in self._flights:
+                self.followers += 1
+        return super().do(key, fn)
+
+
 def test_identical_calls_in_flight_share_one_execution():
-    co = Coalescer()
+    co = CountingCoalescer()
     calls, gate = [], threading.Event()
     results = []
 
     def fn():
         calls.append(1)
-        gate.wait(2)
+        assert gate.wait(10)
         return {"page": [1, 2, 3]}
 
     def caller():
@@ -75,7 +90,7 @@ def test_identical_calls_in_flight_share_one_execution():
     threads = [threading.Thread(target=caller) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(0.1)
+    wait_for(lambda: co.followers == 7, timeout=10, what="7 calls joining the first")
     gate.set()
     for t in threads:
         t.join()

@@ -96,6 +96,8 @@ def world(tmp_path):
     r.add(200, "ext", Kind.FOLDER, 100, **PERMS)
     r.add(201, "doc.txt", Kind.FILE, 200, data=b"version one", **PERMS)
     r.add(300, "managed", Kind.FOLDER, 100, **PERMS)
+    r.add(301, "kept.txt", Kind.FILE, 300, data=b"managed bytes", **PERMS)
+    r.add(302, "sub", Kind.FOLDER, 300, **PERMS)           # empty
     r.add(400, "ext-ro", Kind.FOLDER, 100)        # no permissions
     r.add(500, "ext-other", Kind.FOLDER, 100, **PERMS)
     w = FakeWriter(r)
@@ -184,18 +186,71 @@ def test_where_writes_are_refused(world):
     run(main)
 
 
-def test_read_only_core_refuses_everything(world, tmp_path):
-    _, r, w, _ = world
-    fs = Filesystem(r, 100, Options(), clock=FakeClock(), writer=w,
-                    staging=StagingArea(tmp_path / "s2", 1024), read_only=True)
+def every_write(fs, folder: int, file_name: str, file_ino: int, sub_name: str, sub_ino: int):
+    """Each write-type entry point of the core aimed at ``folder``, which holds the file
+    ``file_name`` (inode ``file_ino``) and the empty folder ``sub_name`` (``sub_ino``)."""
+    return {
+        "create": lambda: fs.create(folder, "x.txt"),
+        "create O_EXCL|O_TRUNC": lambda: fs.create(folder, "y.txt", exclusive=True,
+                                                   truncate=True),
+        "mkdir": lambda: fs.mkdir(folder, "newdir"),
+        "open for writing": lambda: fs.open(file_ino, writable=True),
+        "open O_TRUNC": lambda: fs.open(file_ino, writable=True, truncate=True),
+        "truncate": lambda: fs.setattr(file_ino, 0, None, False),
+        "chmod/chown/utimes": lambda: fs.setattr(file_ino, None, None, True),
+        "chmod of the folder": lambda: fs.setattr(folder, None, None, True),
+        "unlink": lambda: fs.unlink(folder, file_name),
+        "rmdir": lambda: fs.rmdir(folder, sub_name),
+        "rename file": lambda: fs.rename(folder, file_name, folder, "renamed.txt", 0),
+        "rename folder": lambda: fs.rename(folder, sub_name, folder, "renamed", 0),
+        "move into the subfolder": lambda: fs.rename(folder, file_name, sub_ino, file_name, 0),
+        "create in the subfolder": lambda: fs.create(sub_ino, "x.txt"),
+    }
+
+
+async def refusals(writes) -> dict:
+    """What each write raised, as errno names ("allowed" if it went through)."""
+    got = {}
+    for what, call in writes.items():
+        try:
+            await call()
+            got[what] = "allowed"
+        except errors.SynfsError as exc:
+            got[what] = errno.errorcode[errors.to_errno(exc)]
+    return got
+
+
+def test_synapse_managed_storage_refuses_every_write_with_erofs(world):
+    """Files and folders on Synapse storage (no STS write access there): every write, even by
+    a user with every permission, is EROFS, and nothing reaches Synapse or S3."""
+    fs, r, w, staging = world
+    before = dict(r.entities)
 
     async def main():
-        with pytest.raises(errors.ReadOnly):
-            await fs.create(200, "x.txt")
-        with pytest.raises(errors.ReadOnly):
-            await fs.open(201, writable=True)
+        got = await refusals(every_write(fs, 300, "kept.txt", 301, "sub", 302))
+        assert got == {what: "EROFS" for what in got}
+        fh, _ = await fs.open(301, writable=False)          # still readable
+        assert await fs.read(fh, 0, 100) == b"managed bytes"
 
     run(main)
+    assert w.calls == [] and r.entities == before and staging.used == 0
+
+
+def test_read_only_core_refuses_everything(world, tmp_path):
+    """A read-only core refuses every write even in a writable external-STS folder."""
+    _, r, w, _ = world
+    r.add(202, "empty", Kind.FOLDER, 200, **PERMS)
+    staging = StagingArea(tmp_path / "s2", 1024)
+    fs = Filesystem(r, 100, Options(), clock=FakeClock(), writer=w, staging=staging,
+                    read_only=True)
+    before = dict(r.entities)
+
+    async def main():
+        got = await refusals(every_write(fs, 200, "doc.txt", 201, "empty", 202))
+        assert got == {what: "EROFS" for what in got}
+
+    run(main)
+    assert w.calls == [] and r.entities == before and staging.used == 0
 
 
 def test_staging_budget_gives_enospc(world):
