@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             from synfs.cli.ststoken import run_sts_token
 
             return run_sts_token(args)
+        if args.command == "register":
+            from synfs.cli.register import run_register
+
+            return run_register(args)
         if args.command == "install-units":
             from synfs.cli.install import run_install
 

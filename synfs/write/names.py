@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 from synfs import errors
-
-NAME_RE = re.compile(r"^[a-zA-Z0-9,_. \-+()']+$")
-MAX_NAME = 256
+from synfs.synapse.names import MAX_NAME, NAME_RE  # noqa: F401 - the one rule, shared
 
 
 def check_name(name: str) -> None:
