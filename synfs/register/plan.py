@@ -110,7 +110,7 @@ def decide(obj, *, bucket: str, base_key: str | None, list_prefix: str, index: I
     if key.endswith("/"):
         return Verdict("skip", "folder marker")
     if key == root + OWNER_TXT:
-        return Verdict("skip", "owner.txt, the bucket owner's proof for Synapse")
+        return Verdict("skip", "the bucket owner's proof of ownership for Synapse")
     known = index.by_key.get((bucket, key))
     parts = tuple(rel.split("/"))
     if known is not None:
