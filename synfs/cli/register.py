@@ -79,6 +79,22 @@ def _fail(message: str, code: int) -> int:
 
 
 def run_register(args) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("synfs: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _throttle_note(client) -> str:
+    limiter = client.limiter
+    if not limiter.waits:
+        return ""
+    return (f"waited {limiter.waited_s:.1f}s for Synapse's request limit "
+            f"({limiter.max_requests} per {limiter.period:g}s)")
+
+
+def _run(args) -> int:
     from synfs import redact
     from synfs.register import journal as journal_mod
     from synfs.register.plan import normalize_prefix
@@ -141,10 +157,11 @@ def run_register(args) -> int:
             registrar.run()
         except KeyboardInterrupt:
             progress.finish()
-            print(progress.summary(dry_run=args.dry_run, interrupted=True))
+            print(progress.summary(dry_run=args.dry_run, interrupted=True,
+                                   note=_throttle_note(client)), flush=True)
             return EXIT_INTERRUPTED
         progress.finish()
-        print(progress.summary(dry_run=args.dry_run))
+        print(progress.summary(dry_run=args.dry_run, note=_throttle_note(client)))
         return EXIT_FAILED if progress.failed else EXIT_OK
     except RegisterError as exc:
         progress.finish()

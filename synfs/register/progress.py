@@ -100,7 +100,8 @@ class Progress:
     def finish(self) -> None:
         self._clear()
 
-    def summary(self, *, dry_run: bool = False, interrupted: bool = False) -> str:
+    def summary(self, *, dry_run: bool = False, interrupted: bool = False,
+                note: str = "") -> str:
         c = self.counts
         would = "would be " if dry_run else ""
         text = (f"{c['registered']} {would}registered, {c['new_version']} new version"
@@ -110,6 +111,8 @@ class Progress:
             text += " (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.reasons.items())) + ")"
         text += (f"; {human(self.hashed)} hashed, {self.calls()} calls, "
                  f"{self.clock() - self.started:.1f}s")
+        if note:
+            text += f"; {note}"
         if interrupted:
             text += f"; interrupted after {self.done} of {self.total} objects listed: run the " \
                     "same command again to resume"

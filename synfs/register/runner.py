@@ -9,7 +9,8 @@ over the folder's ``read_only`` STS credentials, a ``Journal`` and a ``Progress`
    may register ``POST /externalFileHandle/s3`` handles: synapse-api.md §4.2, step 8).
 2. ``index``: every folder and File below it, with each File's current handle (one bundle
    call per File, three at a time through the client's scheduler).
-3. each listed object, in key order: ``plan.decide``, then the MD5 (the ETag when it is one,
+3. the listing (all pages first, so the progress bar knows the total), then each object in
+   key order: ``plan.decide``, then the MD5 (the ETag when it is one,
    the journal, or streamed by ``hashing``), the handle (journaled before use; a journaled one
    is reused), the folders of its path (created once) and the File or its new version.
 
@@ -154,9 +155,12 @@ class Registrar:
         loc = self.loc or self.locate()
         self.build_index()
         prefix = listing_prefix(loc.base_key, self.opts.prefix)
+        objects = []                       # listed first, so the bar knows the total
         for obj in self.lister.list_objects(loc.storage_location_id, self.opts.folder_id,
                                             loc.bucket, prefix):
+            objects.append(obj)
             self.progress.listed()
+        for obj in objects:
             self.one(obj, prefix)
 
     def one(self, obj, prefix: str) -> None:

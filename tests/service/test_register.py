@@ -20,7 +20,7 @@ import botocore.config
 import pytest
 
 from synfs.cli.demo_seed import CT, Seeder
-from tests.harness import register_secrets_in
+from tests.harness import ROOT, register_secrets_in
 from tests.service.conftest import endpoint_args, run, synfs_cmd
 
 MiB = 1024 * 1024
@@ -105,7 +105,8 @@ def reg(emulator, tmp_path_factory):
     etag = s3.head_object(Bucket=bucket, Key=f"{base_key}/cli/multi.bin")["ETag"]
     assert "-" in etag, etag
     objects.update(cli)
-    return types.SimpleNamespace(owner=owner, project=project, folder=folder, loc=loc,
+    return types.SimpleNamespace(admin_creds=emulator.s3_admin_credentials(),
+                                 owner=owner, project=project, folder=folder, loc=loc,
                                  bucket=bucket, base_key=base_key, s3=s3, objects=objects,
                                  notes_id=notes_id, token_file=token_file, tmp=tmp,
                                  state=tmp / "state", info=emulator.info)
@@ -277,3 +278,83 @@ def test_folder_not_on_an_external_sts_bucket(reg, first_run):
     assert "is not on an external STS bucket" in res.stderr and res.stderr.count("\n") == 1
     bad = register(reg, syn_id="nonsense")
     assert bad.returncode == 2 and "is not a Synapse id" in bad.stderr
+
+
+def test_interrupted_and_killed_runs_resume_without_duplicates_or_leaked_handles(reg):
+    """Ctrl-C ends with the summary and exit 130; kill -9 anywhere leaves nothing half-done:
+    the next run registers the rest, each object once, reusing every handle it journaled."""
+    import json
+    import signal
+    import subprocess
+
+    seeder = Seeder(reg.info, reg.owner.token, owner_s3=None)
+    base_key = f"{reg.base_key}-resume"
+    admin = boto3.client("s3", endpoint_url=reg.info["s3Endpoint"], region_name="us-east-1",
+                         config=S3_CONFIG, **reg.admin_creds)
+    admin.put_object(Bucket=reg.bucket, Key=f"{base_key}/owner.txt",
+                     Body=reg.owner.user_name.encode())
+    folder, _ = seeder.sts_folder(reg.project, "resume", {
+        "concreteType": CT + "project.ExternalS3StorageLocationSetting", "uploadType": "S3",
+        "bucket": reg.bucket, "baseKey": base_key, "stsEnabled": True})
+    data = {f"part{i // 10}/f{i:03d}.txt": os.urandom(100 + i) for i in range(60)}
+    for rel, body in data.items():
+        admin.put_object(Bucket=reg.bucket, Key=f"{base_key}/{rel}", Body=body)
+
+    def start():
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env.pop("SYNAPSE_AUTH_TOKEN", None)
+        return subprocess.Popen(
+            synfs_cmd("register", folder, "--token-file", str(reg.token_file), "--state-dir",
+                      str(reg.state), "--s3-endpoint", reg.info["s3Endpoint"],
+                      *endpoint_args(reg.info)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
+
+    done = 0
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        proc = start()
+        lines = []
+        for line in proc.stdout:                       # wait for progress, then interrupt
+            lines.append(line)
+            if line.startswith("registered "):
+                proc.send_signal(sig)
+                break
+        out, err = proc.communicate(timeout=60)
+        lines += out.splitlines(keepends=True)
+        if sig == signal.SIGINT:
+            assert proc.returncode == 130, err
+            assert "interrupted after" in "".join(lines) and "to resume" in "".join(lines)
+        else:
+            assert proc.returncode == -signal.SIGKILL
+        done += sum(1 for ln in lines if ln.startswith("registered "))
+    assert 2 <= done < len(data)
+
+    final = start()
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err
+    registered = sum(1 for ln in out.splitlines() if ln.startswith("registered "))
+    assert registered + done >= len(data)              # a killed File may be printed by neither
+
+    api = reg.owner.api
+    files = {}
+    for part in range(6):
+        sub = api.ok(api.post("/entity/child", {"parentId": folder, "entityName": f"part{part}"}))
+        page = api.ok(api.post("/entity/children", {"parentId": sub["id"],
+                                                    "includeTypes": ["file", "folder"]}))
+        for child in page["page"]:
+            handle = api.ok(api.get(f"/entity/{child['id']}/filehandles"))["list"][0]
+            files[f"part{part}/{child['name']}"] = handle
+    assert set(files) == set(data)                     # each object exactly once, no extras
+    for rel, handle in files.items():
+        assert handle["contentMd5"] == md5(data[rel])
+    journaled: dict[str, set] = {}
+    for path in reg.state.iterdir():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec["t"] == "handle" and rec["key"].startswith(base_key + "/"):
+                journaled.setdefault(rec["key"][len(base_key) + 1:], set()).add(str(rec["id"]))
+    assert set(journaled) == set(data)
+    for rel, ids in journaled.items():
+        assert ids == {str(files[rel]["id"])}, rel     # no handle created twice or leaked
