@@ -387,3 +387,37 @@ def test_progress_bar_on_a_terminal_and_one_line_summary():
     quiet.listed()
     assert quiet.err.getvalue() == ""
     assert "interrupted" in quiet.summary(interrupted=True)
+
+
+def test_summary_says_how_long_the_request_limit_made_it_wait():
+    from types import SimpleNamespace
+
+    from synfs.cli.register import _throttle_note
+    from synfs.synapse.throttle import RateLimiter
+
+    now = [0.0]
+    limiter = RateLimiter(concurrency=3, max_requests=2, period=10.0, margin=0.0,
+                          clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    client = SimpleNamespace(limiter=limiter)
+    for _ in range(2):
+        with limiter.slot():
+            pass
+    assert _throttle_note(client) == ""
+    with limiter.slot():                                  # the third waits for the window
+        pass
+    assert _throttle_note(client) == "waited 10.0s for Synapse's request limit (2 per 10s)"
+
+
+def test_every_test_the_quickstart_cites_exists():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "docs" / "quickstart.md").read_text()
+    section = text[text.index("## Bring existing bucket data"):text.index("## Next")]
+    cited = set(re.findall(r"\b(test_[a-z0-9_]+)(?![a-z0-9_.])", section))
+    sources = ((root / "tests/service/test_register.py").read_text()
+               + (root / "tests/unit/test_register.py").read_text())
+    assert len(cited) >= 12
+    missing = [name for name in cited if f"def {name}(" not in sources]
+    assert not missing, missing
