@@ -1,8 +1,9 @@
 """The MD5 of an object whose ETag is not its MD5 (multipart uploads, ``--hash-all``).
 
 Owns streaming an object through MD5 with parallel ranged reads: ``workers`` threads fetch
-consecutive parts of ``part_size`` bytes while the caller's thread hashes them in order. At
-most ``memory_budget // part_size`` parts are fetched or waiting at any time (at least one),
+consecutive parts of ``part_size`` bytes (smaller when the budget is, down to 64 KiB) while the
+caller's thread hashes them in order. At most ``memory_budget // part_size`` parts are fetched
+or waiting at any time (at least one),
 so hashing a 1 TB object holds no more than the budget in memory. A part shorter than asked
 (the object shrank while it was read) raises ``ContentChanged``: never a guessed MD5.
 """
@@ -19,6 +20,7 @@ from synfs.errors import ContentChanged
 PART_SIZE = 8 * 1024 * 1024
 MEMORY_BUDGET = 128 * 1024 * 1024
 WORKERS = 4
+MIN_PART = 64 * 1024
 
 
 def window_for(part_size: int, memory_budget: int, workers: int) -> int:
@@ -31,6 +33,7 @@ def object_md5(read_range: Callable[[int, int], bytes], size: int, *,
                workers: int = WORKERS, on_bytes: Callable[[int], None] | None = None,
                what: str = "object") -> str:
     """Hex MD5 of ``size`` bytes read with ``read_range(start, length)``."""
+    part_size = max(MIN_PART, min(part_size, memory_budget))     # one part fits the budget
     window = window_for(part_size, memory_budget, workers)
     digest = hashlib.md5()
     pending: collections.deque = collections.deque()

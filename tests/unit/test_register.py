@@ -132,6 +132,15 @@ def test_md5_streams_in_order_within_the_memory_budget():
     assert sum(seen) == len(data)
     assert state["peak"] <= 4                             # 256 KiB / 64 KiB parts in memory
     assert hashing.window_for(8, 1, 4) == 1               # a budget under one part: one part
+    sizes = []
+
+    def sized(start, length):
+        sizes.append(length)
+        return data[start:start + length]
+
+    assert hashing.object_md5(sized, len(data), memory_budget=100 * 1024) == \
+        hashlib.md5(data).hexdigest()
+    assert max(sizes) == 100 * 1024                       # parts shrink to fit a small budget
 
 
 def test_an_object_that_shrinks_while_hashed_is_not_given_an_md5():
