@@ -188,6 +188,9 @@ class Registrar:
         except errors.NotFound as exc:
             self.progress.result("failed", f"synfs: failed: {shown}: gone ({_reason(exc)})",
                                  reason_kind="gone")
+        except (errors.InvalidRequest, errors.AlreadyExists, errors.StaleUpdate) as exc:
+            self.progress.result("failed", f"synfs: failed: {shown}: Synapse refused it "
+                                           f"({_reason(exc)})", reason_kind="refused by Synapse")
         except errors.PermissionDenied as exc:
             raise RegisterError(f"{shown}: permission denied ({_reason(exc)})") from None
         except errors.Unavailable as exc:

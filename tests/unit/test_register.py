@@ -233,6 +233,8 @@ class FakeSynapse:
         return hid
 
     def create_folder(self, pid, name):
+        if name == "refused":
+            raise errors.InvalidRequest("POST /entity (syn1): 400 Invalid Name: 'refused'")
         fid = self._id()
         self.entities[fid] = {"kind": Kind.FOLDER, "parent": pid, "name": name}
         return self.get_entity(fid)
@@ -349,6 +351,15 @@ def test_synapse_refusing_the_handle_names_the_owner_rule(tmp_path):
     with pytest.raises(RegisterError) as exc:
         registrar(syn_not_owner, FakeBucket({}), Journal(tmp_path / "j")).locate()
     assert "did not create storage location 5" in str(exc.value)
+
+
+def test_an_object_synapse_refuses_fails_and_the_run_goes_on(tmp_path):
+    syn = FakeSynapse()
+    r = registrar(syn, FakeBucket({f"{BASE}/refused/a": b"a", f"{BASE}/z": b"z"}),
+                  Journal(tmp_path / "j"))
+    r.run()
+    assert r.progress.reasons == {"refused by Synapse": 1} and set(syn.files()) == {"z"}
+    assert "refused/a: Synapse refused it (400 Invalid Name" in r.progress.err.getvalue()
 
 
 def test_throttling_beyond_the_retry_budget_stops_with_exit_8(tmp_path):
