@@ -11,6 +11,7 @@ its request scheduler, ``SynapseWriter``, the folder's ``read_only`` STS credent
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def _run(args) -> int:
             prefix = normalize_prefix(args.prefix, loc.bucket, loc.base_key)
         except ValueError as exc:
             return _fail(str(exc), EXIT_USAGE)
-        registrar.opts = Options(**{**registrar.opts.__dict__, "prefix": prefix})
+        registrar.opts = dataclasses.replace(registrar.opts, prefix=prefix)
         state_dir = args.state_dir or journal_mod.default_dir()
         journal = registrar.journal = journal_mod.Journal(
             journal_mod.journal_path(state_dir, endpoints.repo, loc.storage_location_id),

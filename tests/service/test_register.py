@@ -358,3 +358,13 @@ def test_interrupted_and_killed_runs_resume_without_duplicates_or_leaked_handles
     assert set(journaled) == set(data)
     for rel, ids in journaled.items():
         assert ids == {str(files[rel]["id"])}, rel     # no handle created twice or leaked
+
+
+def test_bad_options_are_one_line_usage_errors(reg):
+    for extra, words in ((["--max-memory", "lots"], "--max-memory must be a size"),
+                         (["--hash-threads", "0"], "--hash-threads must be at least 1"),
+                         (["../up"], "PREFIX must be a path below the base key")):
+        res = register(reg, *extra)
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("synfs: ") and words in lines[0]
