@@ -12,7 +12,8 @@ over the folder's ``read_only`` STS credentials, a ``Journal`` and a ``Progress`
 3. the listing (all pages first, so the progress bar knows the total), then each object in
    key order: ``plan.decide``, then the MD5 (the ETag when it is one,
    the journal, or streamed by ``hashing``), the handle (journaled before use; a journaled one
-   is reused), the folders of its path (created once) and the File or its new version.
+   is reused), then the folders of its path (created once) and the File or its new version,
+   so a refused handle leaves no empty folder behind.
 
 A failure of one object (bad name, name taken, changed while hashed, Synapse refusing the
 handle's fields) is reported and the run goes on; the caller not owning the location, or
@@ -224,8 +225,8 @@ class Registrar:
                                                f"{how}) from s3://{self.loc.bucket}/{obj.key}")
             return
         md5 = self._md5(obj)
+        handle, reused = self._handle(obj, md5, path[-1])    # first: a refusal leaves nothing
         parent = self._folder(path[:-1])
-        handle, reused = self._handle(obj, md5, path[-1])
         try:
             eid = self.writer.create_file(parent, path[-1], handle)
         except (errors.NotFound, errors.InvalidRequest) as exc:

@@ -436,8 +436,8 @@ def test_every_test_the_quickstart_cites_exists():
     text = (root / "docs" / "quickstart.md").read_text()
     section = text[text.index("## Bring existing bucket data"):text.index("## Next")]
     cited = set(re.findall(r"\b(test_[a-z0-9_]+)(?![a-z0-9_.])", section))
-    sources = ((root / "tests/service/test_register.py").read_text()
-               + (root / "tests/unit/test_register.py").read_text())
+    sources = "".join((root / "tests" / name).read_text() for name in (
+        "service/test_register.py", "seams/test_register_refusal.py", "unit/test_register.py"))
     assert len(cited) >= 12
     missing = [name for name in cited if f"def {name}(" not in sources]
     assert not missing, missing
