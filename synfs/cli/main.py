@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             from synfs.cli.recover import run_recover
 
             return run_recover(args)
+        if args.command == "register":
+            from synfs.cli.register import run_register
+
+            return run_register(args)
         if args.command == "install-units":
             from synfs.cli.install import run_install
 

@@ -79,12 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_mount_parser(sub)
 
     from synfs.cli.install import add_install_parser
+    from synfs.cli.register import add_register_parser
     from synfs.cli.status import add_status_parser
     from synfs.cli.ststoken import add_sts_parser
 
     add_status_parser(sub)
     add_sts_parser(sub)
     add_install_parser(sub)
+    add_register_parser(sub)
 
     from synfs.cli.recover import add_recover_parser
 

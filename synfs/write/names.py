@@ -9,11 +9,9 @@ ENAMETOOLONG. ``check_key`` also refuses a name whose whole S3 key would exceed 
 
 from __future__ import annotations
 
-import re
-
 from synfs import errors
+from synfs.synapse.names import NAME_RE, RULE
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9,_. \-+()']+$")
 MAX_NAME = 255            # bytes; Synapse allows 256 characters, S3 key components 255 bytes
 MAX_KEY = 1024            # bytes of an S3 object key
 UUID_LEN = 36             # the <uuid> component synfs puts between the base key and the name
@@ -24,10 +22,7 @@ def check_name(name: str) -> None:
         raise errors.NameTooLong(f"{name[:40]}...: names are at most {MAX_NAME} bytes here "
                                  f"(this one has {len(name.encode())})")
     if not NAME_RE.match(name) or name != name.strip():
-        raise errors.InvalidName(
-            f"{name!r}: Synapse names may only contain letters, numbers, spaces, underscores, "
-            "hyphens, periods, plus signs, apostrophes, commas and parentheses, and may not "
-            "start or end with a space")
+        raise errors.InvalidName(f"{name!r}: {RULE}")
 
 
 def key_length(base_key: str | None, name: str) -> int:

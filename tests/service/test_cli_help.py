@@ -7,7 +7,8 @@ import pytest
 from tests.service.conftest import SYNFS, run, synfs_cmd
 
 COMMANDS = [[], ["mount"], ["unmount"], ["status"], ["sts-token"], ["install-units"],
-            ["emulator", "serve"], ["emulator", "add-user"], ["demo"]]
+            ["emulator", "serve"], ["emulator", "add-user"], ["demo"],
+            ["register"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "synfs")

@@ -1,0 +1,136 @@
+"""Listing the objects under a prefix with STS credentials (``ListObjectsV2``, every page).
+
+Owns the S3 calls that describe objects rather than read them: ``ListObjectsV2`` and
+``HeadObject`` (for ``synfs register``). Blocking and thread-safe.
+Credentials come from a ``CredentialStore`` (``read_only`` suffices: Synapse's session policy
+grants ``s3:ListBucket`` on ``<baseKey>/*``); a token S3 rejects as expired is invalidated and
+the page retried ONCE with fresh credentials. ``AccessDenied`` -> PermissionDenied,
+``NoSuchBucket`` -> NotFound; 5xx, SlowDown and connection errors are retried with backoff
+inside the per-call budget, then Unavailable. Credentials never reach a log or a message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Iterator
+
+import botocore.exceptions
+
+from synfs.errors import NotFound, PermissionDenied, Unavailable
+from synfs.s3.clients import ClientCache, s3_config
+from synfs.s3.reader import NOT_FOUND_CODES, REFRESH_CODES, RETRY_CODES, TRANSPORT_ERRORS
+from synfs.synapse.client import CallStats, RetryBudget, quiet_third_party_loggers
+
+log = logging.getLogger(__name__)
+quiet_third_party_loggers()
+
+PAGE_SIZE = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectInfo:
+    """One listed object: its full key, size and ETag (quotes stripped)."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: float = 0.0
+
+    @property
+    def etag_is_md5(self) -> bool:
+        """A single-part upload's ETag is the hex MD5 of its bytes; a multipart one is
+        ``<md5 of part md5s>-<parts>``, never the object's MD5."""
+        e = self.etag.lower()
+        return len(e) == 32 and all(c in "0123456789abcdef" for c in e)
+
+
+class S3Lister:
+    def __init__(self, endpoint_url: str | None, credentials, *, retry_budget_s: float = 30.0,
+                 connect_timeout: float = 5.0, read_timeout: float = 30.0,
+                 permission: str = "read_only", page_size: int = PAGE_SIZE):
+        self.credentials = credentials
+        self.retry_budget_s = retry_budget_s
+        self.permission = permission
+        self.page_size = page_size
+        self.stats = CallStats()
+        self._clients = ClientCache(endpoint_url, s3_config(connect_timeout, read_timeout, 4))
+
+    def __repr__(self) -> str:
+        return f"S3Lister(clients={len(self._clients)})"
+
+    def close(self) -> None:
+        self._clients.close()
+
+    def list_objects(self, storage_location_id: int, entity_id: int, bucket: str,
+                     prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order, page by page."""
+        token = None
+        while True:
+            page = self._page(storage_location_id, entity_id, bucket, prefix, token)
+            for item in page.get("Contents") or ():
+                modified = item.get("LastModified")
+                yield ObjectInfo(key=item["Key"], size=int(item.get("Size") or 0),
+                                 etag=str(item.get("ETag") or "").strip('"'),
+                                 last_modified=modified.timestamp() if modified else 0.0)
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+            if not token:
+                raise Unavailable(f"S3 ListObjectsV2 s3://{bucket}/{prefix}: truncated page "
+                                  "without a continuation token")
+
+    def head(self, storage_location_id: int, entity_id: int, bucket: str,
+             key: str) -> ObjectInfo:
+        """The object's current size and ETag (``HeadObject``)."""
+        resp = self._call("HeadObject", f"s3://{bucket}/{key}", storage_location_id, entity_id,
+                          lambda s3: s3.head_object(Bucket=bucket, Key=key))
+        modified = resp.get("LastModified")
+        return ObjectInfo(key=key, size=int(resp.get("ContentLength") or 0),
+                          etag=str(resp.get("ETag") or "").strip('"'),
+                          last_modified=modified.timestamp() if modified else 0.0)
+
+    def _page(self, storage_location_id, entity_id, bucket, prefix, token) -> dict:
+        kwargs = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
+        if token:
+            kwargs["ContinuationToken"] = token
+        return self._call("ListObjectsV2", f"s3://{bucket}/{prefix}", storage_location_id,
+                          entity_id, lambda s3: s3.list_objects_v2(**kwargs))
+
+    def _call(self, op: str, where: str, storage_location_id: int, entity_id: int, fn) -> dict:
+        budget = RetryBudget(self.retry_budget_s)
+        refreshed = False
+        creds = self.credentials.get(storage_location_id, entity_id, self.permission)
+        last = ""
+        while True:
+            self.stats.incr(f"s3 {op}")
+            started = time.monotonic()
+            try:
+                resp = fn(self._clients.get(creds))
+                log.debug("%s %s -> ok in %.3fs", op, where, time.monotonic() - started)
+                return resp
+            except botocore.exceptions.ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+                log.debug("%s %s -> %d %s", op, where, status, code)
+                if code in REFRESH_CODES or (status == 403 and self.credentials.expired(creds)):
+                    if refreshed:
+                        raise PermissionDenied(f"S3 rejected fresh credentials: {op} {where}: "
+                                               f"{status} {code}") from None
+                    refreshed = True
+                    self.credentials.invalidate(storage_location_id, self.permission, creds)
+                    creds = self.credentials.get(storage_location_id, entity_id, self.permission)
+                    continue
+                if code == "AccessDenied" or status == 403:
+                    raise PermissionDenied(f"S3 {op} {where}: {status} {code}") from None
+                if code in NOT_FOUND_CODES or status == 404:
+                    raise NotFound(f"S3 {op} {where}: {status} {code}") from None
+                if not (status >= 500 or status == 429 or code in RETRY_CODES):
+                    raise Unavailable(f"S3 {op} {where}: {status} {code}") from None
+                last = f"{status} {code}"
+            except TRANSPORT_ERRORS as exc:
+                last = type(exc).__name__
+            if not budget.wait():
+                raise Unavailable(f"S3 {op} {where}: gave up after {self.retry_budget_s:g}s "
+                                  f"({last})")
