@@ -54,9 +54,11 @@ def probe(path: str, timeout: float = PROBE_TIMEOUT_S) -> tuple[str, str]:
     return probe_all([path], timeout)[path]
 
 
-def probe_all(paths: list[str], timeout: float = PROBE_TIMEOUT_S) -> dict[str, tuple[str, str]]:
-    """Probe every mount point at once (a hung mount costs ``timeout``, not one each)."""
-    threads = {path: _start_probe(path) for path in dict.fromkeys(paths)}
+def probe_all(paths: list[str], timeout: float = PROBE_TIMEOUT_S,
+              others: frozenset = frozenset()) -> dict[str, tuple[str, str]]:
+    """Probe every mount point at once (a hung mount costs ``timeout``, not one each);
+    ``others`` are the mount points of other users' mounts."""
+    threads = {path: _start_probe(path, path in others) for path in dict.fromkeys(paths)}
     deadline = time.monotonic() + timeout
     out = {}
     for path, (thread, result) in threads.items():
@@ -65,11 +67,15 @@ def probe_all(paths: list[str], timeout: float = PROBE_TIMEOUT_S) -> dict[str, t
     return out
 
 
-def _start_probe(path: str):
+def _start_probe(path: str, other_users: bool = False):
     result: list = []
 
     def target() -> None:
         try:
+            if other_users:
+                # FUSE answers statfs with zeros, without asking the daemon, to a process
+                # the mount does not allow in; stat is refused (EACCES) instead.
+                os.stat(path)
             # statfs always reaches the daemon; a stat may be answered from the kernel's
             # attribute cache for a while after the daemon died.
             os.statvfs(path)
@@ -141,7 +147,9 @@ def collect(mountpoint: Path | None = None, *, timeout: float = PROBE_TIMEOUT_S,
         wanted = mounts._names(mountpoint)
         entries = [e for e in entries if e.mountpoint in wanted]
     out = []
-    states = probe_all([e.mountpoint for e in entries], timeout)
+    others = frozenset(e.mountpoint for e in entries
+                       if e.user_id is not None and e.user_id != os.geteuid())
+    states = probe_all([e.mountpoint for e in entries], timeout, others)
     reports: dict[int, tuple[Path, dict]] = {}
     for n, entry in enumerate(entries):
         state, detail = states[entry.mountpoint]
