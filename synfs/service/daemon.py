@@ -185,17 +185,14 @@ async def _main(cfg: Config, on_ready: Callable[[], None],
                 status: StatusPublisher | None = None, store=None,
                 signals: lifecycle.Signals | None = None) -> None:
     signals = signals or lifecycle.Signals()
-    fuse_scope = trio.CancelScope()       # a second stop signal cancels it to hurry
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(signals.watch, fuse_scope,
-                           status.refresh if status is not None else (lambda: None))
+        nursery.start_soon(signals.watch, status.refresh if status is not None else (lambda: None))
         if status is not None:
             nursery.start_soon(status.run)
         if store is not None:
             nursery.start_soon(_flush_periodically, store)
         nursery.start_soon(_announce_ready, cfg, on_ready)
-        with fuse_scope:
-            await pyfuse3.main()
+        await pyfuse3.main()
         nursery.cancel_scope.cancel()
 
 

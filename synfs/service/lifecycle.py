@@ -9,8 +9,9 @@ leave a dead mount behind):
 * outside the trio loop (before it starts, while FUSE closes) a signal is only recorded;
 * inside the loop, ``watch()`` holds a trio signal receiver for the loop's whole life. The first
   stop signal (or one recorded before the loop) calls ``pyfuse3.terminate()``: requests in flight
-  finish, the loop ends and the caller closes FUSE. A later stop signal hurries that: it cancels
-  the FUSE loop's scope, so requests still waiting are dropped, but the unmount still runs;
+  finish (each within the retry budget), the loop ends and the caller closes FUSE. A later stop
+  signal is logged and changes nothing: cancelling requests in flight would not shorten waits
+  in worker threads (they cannot be cancelled) and could cut a save short, so it does not;
 * ``blocked()`` holds the stop signals back while ``pyfuse3.close()`` unmounts, so that neither
   the daemon nor the ``fusermount3`` it may start (same process group: a terminal's Ctrl-C
   reaches both) is interrupted half-way. They are delivered, and recorded, afterwards;
@@ -39,7 +40,6 @@ class Signals:
     def __init__(self):
         self.pending: list[int] = []       # recorded outside the trio loop, not yet acted on
         self.stopping = False
-        self.hurried = False
         self._previous: dict[int, object] = {}
 
     # ---- process-wide handlers ------------------------------------------------------------
@@ -73,28 +73,23 @@ class Signals:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     # ---- inside the trio loop ---------------------------------------------------------------
-    async def watch(self, fuse_scope: trio.CancelScope,
-                    refresh: Callable[[], None] = lambda: None) -> None:
+    async def watch(self, refresh: Callable[[], None] = lambda: None) -> None:
         """React to signals until cancelled (the caller cancels it after the loop ends)."""
         with trio.open_signal_receiver(*STOP_SIGNALS, REFRESH_SIGNAL) as received:
             while self.pending:
-                self._stop(self.pending.pop(0), fuse_scope)
+                self._stop(self.pending.pop(0))
             async for signum in received:
                 if signum == REFRESH_SIGNAL:
                     refresh()
                 else:
-                    self._stop(signum, fuse_scope)
+                    self._stop(signum)
 
-    def _stop(self, signum: int, fuse_scope: trio.CancelScope) -> None:
+    def _stop(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if not self.stopping:
             self.stopping = True
             log.info("%s: unmounting", name)
             sdnotify.stopping("unmounting")
             pyfuse3.terminate()
-        elif not self.hurried:
-            self.hurried = True
-            log.info("%s again: hurrying the unmount (requests still waiting are dropped)", name)
-            fuse_scope.cancel()
         else:
-            log.info("%s: already unmounting", name)
+            log.info("%s: already unmounting (waiting for requests in flight)", name)
