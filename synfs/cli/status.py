@@ -107,7 +107,7 @@ def _read_status(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _ask_for_refresh(data: dict, mountpoint: str) -> bool:
+def _ask_for_refresh(data: dict) -> bool:
     """Signal the daemon (only one that says it understands the signal, and only if it is
     still the synfs process for this mount) to publish a fresh report now."""
     pid = data.get("pid")
@@ -117,7 +117,9 @@ def _ask_for_refresh(data: dict, mountpoint: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    if b"synfs" not in b" ".join(cmdline) or os.fsencode(mountpoint) not in cmdline:
+    mountpoint = data.get("mountpoint")
+    if b"synfs" not in b" ".join(cmdline) or not isinstance(mountpoint, str) \
+            or os.fsencode(mountpoint) not in cmdline:
         return False
     try:
         os.kill(pid, signal.SIGUSR1)
@@ -144,7 +146,7 @@ def collect(mountpoint: Path | None = None, *, timeout: float = PROBE_TIMEOUT_S,
             refresh: bool = True) -> list[dict]:
     entries = synfs_mounts()
     if mountpoint is not None:
-        wanted = mounts._names(mountpoint)
+        wanted = mounts.names(mountpoint)
         entries = [e for e in entries if e.mountpoint in wanted]
     out = []
     others = frozenset(e.mountpoint for e in entries
@@ -177,7 +179,7 @@ def collect(mountpoint: Path | None = None, *, timeout: float = PROBE_TIMEOUT_S,
     # Ask every answering daemon for a fresh report at once, then wait (bounded) for them.
     if refresh:
         asked = [n for n, (path, data) in reports.items()
-                 if out[n]["state"] == "answering" and _ask_for_refresh(data, out[n]["mountpoint"])]
+                 if out[n]["state"] == "answering" and _ask_for_refresh(data)]
         deadline = time.monotonic() + REFRESH_WAIT_S
         for n in asked:
             path, data = reports[n]

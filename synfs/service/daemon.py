@@ -84,7 +84,7 @@ def check_mountpoint(cfg: Config) -> None:
     mnt = cfg.mountpoint
     entry = mounts.mounted_at(mnt)
     if entry is not None:
-        if entry.is_synfs and mounts.liveness(mnt) == "dead":
+        if entry.is_synfs and mounts.liveness_within(mnt, 5.0) == "dead":
             raise ConfigError(f"{mnt} is a dead synfs mount (its daemon is gone); clean it up "
                               f"with: synfs unmount {mnt}", EXIT_BUSY)
         raise ConfigError(f"{mnt} is already a mount point ({entry.fstype} {entry.source}); "

@@ -74,7 +74,7 @@ def synfs_mounts(mountinfo: Path = MOUNTINFO) -> list[MountEntry]:
     return [m for m in all_mounts(mountinfo) if m.is_synfs]
 
 
-def _names(path: Path | str) -> set[str]:
+def names(path: Path | str) -> set[str]:
     """Spellings of ``path`` that mountinfo may use (absolute, and with symlinks resolved;
     ``realpath`` tolerates a dead mount on the way)."""
     absolute = os.path.abspath(os.path.expanduser(str(path)))
@@ -83,10 +83,10 @@ def _names(path: Path | str) -> set[str]:
 
 def mounted_at(path: Path | str, mountinfo: Path = MOUNTINFO) -> MountEntry | None:
     """The topmost mount at ``path`` (any file system), or None: whatever ``stat`` says."""
-    names = _names(path)
+    wanted = names(path)
     found = None
     for entry in all_mounts(mountinfo):
-        if entry.mountpoint in names:
+        if entry.mountpoint in wanted:
             found = entry              # later lines are mounted on top of earlier ones
     return found
 
