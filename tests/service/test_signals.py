@@ -6,6 +6,7 @@ mountinfo, not from stat."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -108,3 +109,45 @@ def test_unmount_refuses_a_mount_that_is_not_synfs(tmp_path):
         assert mounts.is_mounted(target)
     finally:
         subprocess.run(["umount", str(target)], check=False)
+
+
+def test_a_reader_during_the_stop_gets_its_bytes_or_an_error(emulator, world, tmp_path):
+    """Ctrl-C then SIGTERM while a read waits for a slow S3: the request the daemon is serving
+    is answered, one the kernel had not handed over yet fails with ECONNABORTED when FUSE
+    closes; the reader never sees short or wrong data, and the mount goes away cleanly."""
+    import json
+    import threading
+
+    m, proc = start_foreground(emulator, world, tmp_path, "inflight")
+    got: list = []
+    try:
+        emulator.set_faults(s3_latency_ms=1500)
+
+        def read() -> None:
+            try:
+                got.append((m.path / "data.txt").read_bytes())
+            except OSError as exc:
+                got.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+
+        def open_now():
+            res = run(synfs_cmd("status", "--json", str(m.path)))
+            return json.loads(res.stdout or "[{}]")[0].get("open_files", 0) >= 1
+
+        wait_for(open_now, timeout=30)           # the file is open: its read is under way
+        os.killpg(proc.pid, INT)
+        os.killpg(proc.pid, TERM)
+        reader.join(60)
+        assert proc.wait(60) == 0
+        assert got and (got[0] == world.data or isinstance(got[0], OSError)), got and type(got[0])
+        if isinstance(got[0], OSError):
+            assert got[0].errno == errno.ECONNABORTED, got[0]
+        assert mounts.mounted_at(m.path) is None
+    finally:
+        emulator.reset_faults()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        force_unmount(m.path)
