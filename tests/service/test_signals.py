@@ -32,8 +32,9 @@ STORMS = {
 }
 
 
-def start_foreground(emulator, world, tmp_path, name: str) -> tuple[Mount, subprocess.Popen]:
-    m = Mount(emulator, world.owner.token, world.sts, tmp_path / name, tmp_path)
+def start_foreground(emulator, world, tmp_path, name: str,
+                     extra: list[str] | None = None) -> tuple[Mount, subprocess.Popen]:
+    m = Mount(emulator, world.owner.token, world.sts, tmp_path / name, tmp_path, extra)
     m.path.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(m.argv("-f"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -150,4 +151,20 @@ def test_a_reader_during_the_stop_gets_its_bytes_or_an_error(emulator, world, tm
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        force_unmount(m.path)
+
+
+def test_demo_cleanup_detaches_a_dead_mount_that_stat_cannot_see(emulator, world, tmp_path):
+    """The demo's cleanup after its daemon died: with attributes not cached (ttl 0), every stat
+    of the dead mount fails, so os.path.ismount says False; mountinfo still lists it."""
+    from synfs.cli.demo import unmount_project
+
+    m, proc = start_foreground(emulator, world, tmp_path, "demo-dead", ["--metadata-ttl", "0"])
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert not os.path.ismount(m.path) and mounts.is_mounted(m.path)
+        unmount_project(proc, m.path)
+        assert not mounts.is_mounted(m.path)
+    finally:
         force_unmount(m.path)
