@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -162,6 +163,16 @@ def test_an_ordinary_user_mounts_reads_writes_and_unmounts(world, emulator, serv
         assert header.startswith(f"{root_mount.path}: {world.sts} ") and header.endswith(
             f" - {NOT_YOURS} (mounted by uid 0 without allow_other)"), header
 
+        # its daemon killed outright: root still sees "not yours" (FUSE refuses root's stat
+        # before it looks at the connection), never "answering"; its owner sees "dead" and
+        # can clean it up as an ordinary user
+        os.kill(item["pid"], signal.SIGKILL)
+        wait_for(lambda: as_user([sys.executable, "-m", "synfs", "status", str(mnt)],
+                                 user_home).returncode == 1)
+        rc, [theirs] = status_json(str(mnt))
+        assert theirs["state"] == NOT_YOURS, theirs
+        dead = as_user([sys.executable, "-m", "synfs", "status", "--json", str(mnt)], user_home)
+        assert json.loads(dead.stdout)[0]["state"] == "dead"
         down = as_user([sys.executable, "-m", "synfs", "unmount", str(mnt)], user_home)
         assert down.returncode == 0, down.stderr
         assert not mounts.is_mounted(mnt)
