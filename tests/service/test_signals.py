@@ -168,3 +168,41 @@ def test_demo_cleanup_detaches_a_dead_mount_that_stat_cannot_see(emulator, world
         assert not mounts.is_mounted(m.path)
     finally:
         force_unmount(m.path)
+
+
+def test_signals_before_the_loop_are_acted_on_and_later_ones_never_stop_twice(monkeypatch):
+    """In-process: a stop signal that arrives before the trio loop (while FUSE is being
+    mounted) terminates the loop as soon as it starts; further ones only log; a stop signal
+    after ``ignore_from_now()`` (while Python shuts down) cannot kill the process."""
+    import trio
+
+    from synfs.service import lifecycle
+
+    calls = []
+    monkeypatch.setattr(lifecycle.pyfuse3, "terminate", lambda: calls.append("terminate"))
+    sig = lifecycle.Signals()
+    sig.install()
+    try:
+        os.kill(os.getpid(), TERM)            # before the loop: recorded, nothing else
+        assert sig.pending == [TERM] and calls == []
+        refreshed = []
+
+        async def main():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sig.watch, lambda: refreshed.append(1))
+                await trio.sleep(0.05)
+                assert calls == ["terminate"]
+                for signum in (INT, HUP, TERM, signal.SIGUSR1):
+                    os.kill(os.getpid(), signum)
+                    await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+        assert calls == ["terminate"] and refreshed == [1] and sig.stopping
+        os.kill(os.getpid(), INT)             # between loop and close: recorded only
+        assert sig.pending == [INT]
+        sig.ignore_from_now()
+        os.kill(os.getpid(), TERM)            # would end the test run with the default action
+        os.kill(os.getpid(), INT)
+    finally:
+        sig.restore()                         # the handlers pytest had
