@@ -89,6 +89,7 @@ def test_demo_seeds_mounts_and_stops_cleanly(tmp_path):
         for signum in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             os.killpg(storm.pid, signum)
         out, _ = storm.communicate(timeout=90)
+        assert storm.returncode == 0, out          # stopped through its cleanup
     finally:
         if storm.poll() is None:
             os.killpg(storm.pid, signal.SIGKILL)
@@ -96,4 +97,18 @@ def test_demo_seeds_mounts_and_stops_cleanly(tmp_path):
         if leftover:
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
     assert not leftover, "the signal storm left the demo's mount behind"
+    assert not processes_using(data), "the demo left a process (its S3 server?) running"
+
+
+def processes_using(path) -> list[int]:
+    needle = os.fsencode(str(path))
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
     assert "Traceback" not in (data / "mount.log").read_text()

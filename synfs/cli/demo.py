@@ -99,8 +99,10 @@ def run_demo(data_dir: Path | None, mountpoint: Path | None, mount: bool = True)
     data_dir.mkdir(parents=True, exist_ok=True)
     demo_json = data_dir / "demo.json"
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Ctrl-C, kill and a closed terminal all stop the demo the same way: through the cleanup
+    # below (the mount daemon, then the emulator and its S3 server), however many arrive.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
     print(f"synfs demo: starting the Synapse emulator and S3 in {data_dir}", flush=True)
     server = start_world(data_dir)
     mounted = mnt = None
