@@ -118,8 +118,10 @@ def _ask_for_refresh(data: dict) -> bool:
     except OSError:
         return False
     mountpoint = data.get("mountpoint")
-    if b"synfs" not in b" ".join(cmdline) or not isinstance(mountpoint, str) \
-            or os.fsencode(mountpoint) not in cmdline:
+    if b"synfs" not in b" ".join(cmdline) or not isinstance(mountpoint, str):
+        return False
+    if not any(arg.startswith(b"/") and os.path.normpath(os.fsdecode(arg)) == mountpoint
+               for arg in cmdline):          # not (or no longer) the daemon of this mount
         return False
     try:
         os.kill(pid, signal.SIGUSR1)
