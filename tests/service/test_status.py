@@ -39,6 +39,8 @@ def test_status_of_a_live_mount(world, service_mounts):
     assert 0 < loc["remaining_s"] <= 12 * 3600
     assert item["errors"]["failures"] == 0
     assert item["requests"]["synapse"] > 0
+    assert item["auth"] == {"state": "accepted"} and item["mine"] is True
+    assert item["rate_limit"]["limit"] == "600 per 60s" and item["rate_limit"]["waiting"] == 0
     text = json.dumps(item)
     assert world.owner.token not in text
     assert "secretAccessKey" not in text and "sessionToken" not in text
@@ -67,6 +69,7 @@ def test_status_counts_an_injected_error(world, emulator, service_mounts):
         emulator.reset_faults()
     item = wait_for(lambda: (lambda i: i if i["errors"]["failures"] else None)(status_json(m.path)))
     assert item["errors"]["by_errno"].get("EIO", 0) >= 1
+    assert sum(item["errors"]["failures_by_errno"].values()) == item["errors"]["failures"]
     assert item["errors"]["last_failure"]["errno"] == "EIO"
     out = status(str(m.path)).stdout
     assert "EIO" in out and "last: Unavailable" in out
