@@ -115,6 +115,15 @@ class Config:
         """One metadata store per Synapse user: what a user may see differs by user."""
         return self._cache_root() / "metadata" / f"user-{user_id}.sqlite"
 
+    @property
+    def allow_nonempty(self) -> bool:
+        """``-o nonempty``: mount over a directory that holds files (they stay hidden until
+        unmounted). libfuse 3 dropped the option, so synfs checks it and does not pass it on."""
+        return "nonempty" in self._fuse_option_list()
+
+    def _fuse_option_list(self) -> list[str]:
+        return [o.strip() for item in self.fuse_options for o in item.split(",") if o.strip()]
+
     def fuse_option_set(self) -> set[str]:
         # fsname is the mount's source in /proc/mounts, df and findmnt: the Synapse id, so that
         # an fstab line "syn123 /mnt fuse.synfs ..." matches its mount (mount -a, umount).
@@ -131,6 +140,6 @@ class Config:
                 opt = opt.strip()
                 if opt in ("ro", "rw"):
                     raise ConfigError(f"-o {opt}: use --read-only (or leave it out) instead")
-                if opt:
+                if opt and opt != "nonempty":
                     opts.add(opt)
         return opts

@@ -172,6 +172,7 @@ def to_errno(exc: BaseException) -> int:
 _counts_lock = threading.Lock()
 _by_errno: collections.Counter = collections.Counter()
 _by_error: collections.Counter = collections.Counter()
+_failures_by_errno: collections.Counter = collections.Counter()   # sums to _failures
 _failures = 0
 _last_failure: dict | None = None
 
@@ -183,6 +184,7 @@ def _count(name: str, code: int, level: int, entity: str | None) -> None:
         _by_error[name] += 1
         if level >= logging.WARNING:   # ENOENT, EROFS... are answers, not failures
             _failures += 1
+            _failures_by_errno[errno.errorcode.get(code, str(code))] += 1
             _last_failure = {"error": name, "errno": errno.errorcode.get(code, str(code)),
                              "entity": entity, "at": time.time()}
 
@@ -191,7 +193,8 @@ def status() -> dict:
     """Counts of errno answers since start: ``failures`` counts only WARNING-level errors
     and internal errors (not ENOENT and other normal answers)."""
     with _counts_lock:
-        return {"failures": _failures, "by_errno": dict(_by_errno),
+        return {"failures": _failures, "failures_by_errno": dict(_failures_by_errno),
+                "by_errno": dict(_by_errno),
                 "by_error": dict(_by_error),
                 "last_failure": dict(_last_failure) if _last_failure else None}
 
@@ -201,5 +204,6 @@ def reset_status() -> None:
     with _counts_lock:
         _by_errno.clear()
         _by_error.clear()
+        _failures_by_errno.clear()
         _failures = 0
         _last_failure = None

@@ -12,14 +12,15 @@ import sys
 import time
 
 from synfs.cli.demo_seed import content
+from synfs.service import mounts
 from tests.harness import ROOT
 
 
-def start_demo(data_dir, *extra):
+def start_demo(data_dir, *extra, session: bool = False):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen([sys.executable, "-m", "synfs", "demo", "--data-dir", str(data_dir),
                              *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, cwd=str(ROOT))
+                            text=True, env=env, cwd=str(ROOT), start_new_session=session)
 
 
 def wait_for_line(proc, needle: str, timeout: float = 180) -> str:
@@ -78,3 +79,36 @@ def test_demo_seeds_mounts_and_stops_cleanly(tmp_path):
         assert not os.path.ismount(mnt)
     finally:
         stop(again)
+
+    # Ctrl-C in a terminal: SIGINT to the whole process group (demo, its mount daemon, S3),
+    # then the demo's SIGTERM to the daemon, and an impatient user's second Ctrl-C and SIGTERM.
+    storm = start_demo(data, "--mountpoint", str(mnt), session=True)
+    try:
+        wait_for_line(storm, "press Ctrl-C")
+        assert mounts.is_mounted(mnt)
+        for signum in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            os.killpg(storm.pid, signum)
+        out, _ = storm.communicate(timeout=90)
+        assert storm.returncode == 0, out          # stopped through its cleanup
+    finally:
+        if storm.poll() is None:
+            os.killpg(storm.pid, signal.SIGKILL)
+        leftover = mounts.is_mounted(mnt)
+        if leftover:
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+    assert not leftover, "the signal storm left the demo's mount behind"
+    assert not processes_using(data), "the demo left a process (its S3 server?) running"
+
+
+def processes_using(path) -> list[int]:
+    needle = os.fsencode(str(path))
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if needle in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+    assert "Traceback" not in (data / "mount.log").read_text()

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from synfs.cli.demo_seed import Seeder
+from synfs.service import mounts
 
 DEMO_USER = "demo-user"
 
@@ -62,7 +63,7 @@ def mount_project(info: dict, token: str, project: str, mnt: Path,
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not os.path.ismount(mnt):
+    while not mounts.is_mounted(mnt):
         if proc.poll() is not None:
             raise DemoError(f"mounting failed: {proc.stderr.read().strip()}")
         if time.monotonic() > deadline:
@@ -73,15 +74,20 @@ def mount_project(info: dict, token: str, project: str, mnt: Path,
 
 
 def unmount_project(proc: subprocess.Popen, mnt: Path) -> None:
+    """Stop the mount daemon (it unmounts cleanly on SIGTERM, even after the terminal's SIGINT
+    reached it too), then detach whatever mountinfo still lists there: a stat cannot tell a
+    dead mount from no mount."""
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)  # the daemon unmounts cleanly on SIGTERM
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-    if os.path.ismount(mnt):
-        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+    entry = mounts.mounted_at(mnt)
+    if entry is not None and entry.is_synfs:
+        subprocess.run(["fusermount3", "-u", "-z", "--", entry.mountpoint], check=False,
+                       capture_output=True)
 
 
 class DemoError(RuntimeError):
@@ -93,8 +99,10 @@ def run_demo(data_dir: Path | None, mountpoint: Path | None, mount: bool = True)
     data_dir.mkdir(parents=True, exist_ok=True)
     demo_json = data_dir / "demo.json"
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Ctrl-C, kill and a closed terminal all stop the demo the same way: through the cleanup
+    # below (the mount daemon, then the emulator and its S3 server), however many arrive.
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
     print(f"synfs demo: starting the Synapse emulator and S3 in {data_dir}", flush=True)
     server = start_world(data_dir)
     mounted = mnt = None

@@ -25,11 +25,12 @@ MOUNT_EPILOG = """examples:
   synfs mount syn12345 /mnt/synapse --token-file ~/.synapse-token --metadata-ttl 300
   synfs mount syn12345 /mnt/synapse -f --log-level INFO      # stay in the foreground
   synfs mount syn12345 /mnt/synapse --allow-other --uid 1000 --gid 1000
-  synfs unmount /mnt/synapse                        # add --lazy for a dead mount
+  synfs unmount /mnt/synapse                        # also a dead mount (daemon gone)
 
 exit codes: 0 mounted, 1 mount failed, 2 usage, 3 token missing or rejected,
   4 id not found / not readable, 5 id is not a Project or Folder,
-  6 mount point missing or not a directory, 7 mount point busy, 8 Synapse unreachable
+  6 mount point missing, not a directory, or not empty (add -o nonempty),
+  7 mount point already mounted (or a dead mount: synfs unmount it), 8 Synapse unreachable
 """
 
 
@@ -86,7 +87,7 @@ def add_mount_parser(sub) -> None:
 
     u = sub.add_parser("unmount", help="unmount a synfs mount",
                        epilog="examples:\n  synfs unmount /mnt/synapse\n"
-                              "  synfs unmount --lazy /mnt/synapse   # a dead mount\n"
+                              "  synfs unmount --lazy /mnt/synapse   # detach even if busy\n"
                               "  synfs unmount --if-dead /mnt/synapse  # systemd ExecStopPost\n"
                               "\nexit codes: 0 unmounted (or nothing to do with --if-dead), "
                               "1 failed or busy, 6 not mounted\n",
@@ -232,32 +233,42 @@ def _child_argv(args, cfg: Config, ready_fd: int) -> list[str]:
 
 
 def run_unmount(args) -> int:
+    """Unmount what /proc/self/mountinfo lists as a synfs mount at MOUNTPOINT, whatever a
+    ``stat`` of it says (a dead mount, or one whose token was revoked, fails every stat)."""
+    from synfs.service import mounts
+
     mnt = args.mountpoint.expanduser().absolute()
+    entry = mounts.mounted_at(mnt)
     if getattr(args, "if_dead", False):
-        try:
-            os.statvfs(mnt)           # reaches the daemon (a stat may come from the cache)
-            return EXIT_OK            # alive, not mounted, or someone else's: leave it
-        except OSError as exc:
-            if exc.errno != 107:      # only ENOTCONN means a dead FUSE mount
-                return EXIT_OK
+        if entry is None or not entry.is_synfs:
+            return EXIT_OK            # nothing mounted there, or not ours to judge
+        if mounts.liveness_within(entry.mountpoint, 5.0) != "dead":
+            return EXIT_OK            # alive (or hung, or someone else's): leave it
         args.lazy = True
+    if entry is None:
+        if not os.path.lexists(mnt):
+            return fail(f"{mnt} does not exist", EXIT_MOUNTPOINT)
+        return fail(f"{mnt} is not mounted", EXIT_MOUNTPOINT)
+    if not entry.is_synfs:
+        return fail(f"{mnt} is not a synfs mount (it is {entry.fstype} {entry.source}); "
+                    "use umount or fusermount3 -u", EXIT_MOUNTPOINT)
     tool = shutil.which("fusermount3") or shutil.which("fusermount")
     if tool is None:
         return fail("fusermount3 not found (apt-get install fuse3)", EXIT_FAILED)
-    if not args.lazy and not os.path.ismount(mnt):
-        try:
-            os.stat(mnt)
-        except OSError as exc:
-            if exc.errno != 107:
-                return fail(f"{mnt} does not exist", EXIT_MOUNTPOINT)
-            return fail(f"{mnt} is a dead mount; use: synfs unmount --lazy {mnt}", EXIT_FAILED)
-        return fail(f"{mnt} is not mounted", EXIT_MOUNTPOINT)
-    cmd = [tool, "-u"] + (["-z"] if args.lazy else []) + [str(mnt)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    target = entry.mountpoint
+    res = _fusermount(tool, target, args.lazy)
+    if res.returncode != 0 and not args.lazy and mounts.mounted_at(target) is not None \
+            and mounts.liveness_within(target, 5.0) == "dead":
+        res = _fusermount(tool, target, lazy=True)     # a dead mount: nothing left to wait for
     if res.returncode != 0:
         msg = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else "unmount failed"
         return fail(f"{msg}" + ("" if args.lazy else " (busy? try --lazy)"), EXIT_FAILED)
     return EXIT_OK
+
+
+def _fusermount(tool: str, target: str, lazy: bool) -> subprocess.CompletedProcess:
+    cmd = [tool, "-u"] + (["-z"] if lazy else []) + ["--", target]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60)
 
 
 def fail(message: str, code: int) -> int:

@@ -33,7 +33,8 @@ EXIT_USAGE = 2
 
 # Kernel / libfuse options accepted by pyfuse3.init, passed through with -o.
 FUSE_FLAGS = {"nosuid", "suid", "nodev", "dev", "noexec", "exec", "noatime", "atime", "sync",
-              "async", "dirsync", "auto_unmount", "default_permissions"}
+              "async", "dirsync", "auto_unmount", "default_permissions",
+              "nonempty"}      # checked by synfs mount itself (libfuse 3 dropped it)
 FUSE_VALUED = {"max_read"}
 # Options for mount(8), systemd or fstab bookkeeping, and atime variants FUSE does not take.
 DROPPED = {"_netdev", "nofail", "noauto", "auto", "user", "users", "nouser", "owner", "group",

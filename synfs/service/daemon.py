@@ -3,8 +3,9 @@
 ``build`` wires the Synapse client, credential store, S3 and URL readers, the async
 ``Remote`` and the filesystem core. ``preflight`` checks everything a user can get wrong
 (mount point, token, the Synapse id) and maps each failure to one clear message and a
-distinct exit code. ``serve`` mounts and runs the trio loop until unmounted or signalled
-(SIGTERM/SIGINT/SIGHUP call ``pyfuse3.terminate()``), then closes FUSE cleanly in ``finally``.
+distinct exit code. ``serve`` mounts and runs the trio loop until unmounted or signalled, then
+closes FUSE cleanly in ``finally``; ``synfs.service.lifecycle`` owns the signals, from before the
+mount until after the unmount, so that no signal can skip ``pyfuse3.close(unmount=True)``.
 While mounted it refreshes the status file ``synfs status`` reads (``synfs.service.runtime``) and,
 once the mount answers, tells systemd ``READY=1`` (``synfs.service.sdnotify``; a no-op elsewhere).
 """
@@ -14,14 +15,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import signal
 from typing import Callable
 
 import pyfuse3
 import trio
 
 from synfs import errors
-from synfs.service import sdnotify
+from synfs.service import lifecycle, mounts, sdnotify
 from synfs.config import (EXIT_AUTH, EXIT_BUSY, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_NOT_CONTAINER,
                           EXIT_NOT_FOUND, EXIT_UNAVAILABLE, Config, ConfigError)
 from synfs.fs.core import Filesystem, Options
@@ -79,19 +79,33 @@ def build(cfg: Config) -> Parts:
 
 
 def check_mountpoint(cfg: Config) -> None:
+    """The mount point exists, is a directory, is not mounted on (mountinfo decides, not stat:
+    a dead mount fails every stat) and is empty unless ``-o nonempty``."""
     mnt = cfg.mountpoint
-    if os.path.ismount(mnt):
-        raise ConfigError(f"{mnt} is already a mount point (unmount it first: "
-                          f"synfs unmount {mnt})", EXIT_BUSY)
+    entry = mounts.mounted_at(mnt)
+    if entry is not None:
+        if entry.is_synfs and mounts.liveness_within(mnt, 5.0) == "dead":
+            raise ConfigError(f"{mnt} is a dead synfs mount (its daemon is gone); clean it up "
+                              f"with: synfs unmount {mnt}", EXIT_BUSY)
+        raise ConfigError(f"{mnt} is already a mount point ({entry.fstype} {entry.source}); "
+                          f"unmount it first: synfs unmount {mnt}", EXIT_BUSY)
     try:
         os.stat(mnt)
-    except OSError as exc:
-        if exc.errno == 107:  # ENOTCONN: a dead FUSE mount left behind
-            raise ConfigError(f"{mnt} is a dead mount (transport endpoint is not connected); "
-                              f"recover with: synfs unmount --lazy {mnt}", EXIT_BUSY) from None
+    except OSError:
         raise ConfigError(f"mount point {mnt} does not exist", EXIT_MOUNTPOINT) from None
     if not mnt.is_dir():
         raise ConfigError(f"mount point {mnt} is not a directory", EXIT_MOUNTPOINT)
+    if not cfg.allow_nonempty:
+        try:
+            with os.scandir(mnt) as it:
+                first = next(it, None)
+        except OSError as exc:
+            raise ConfigError(f"cannot list mount point {mnt}: {exc.strerror}",
+                              EXIT_MOUNTPOINT) from None
+        if first is not None:
+            raise ConfigError(f"mount point {mnt} is not empty ({first.name!r} ...): the mount "
+                              "would hide its files; use an empty directory, or add -o nonempty",
+                              EXIT_MOUNTPOINT)
 
 
 def preflight(cfg: Config, client) -> Entity:
@@ -146,6 +160,10 @@ def serve(cfg: Config, parts: Parts, root: Entity,
     recover = start_recovery(parts, fs)
     ops = SynfsOperations(fs, entry_timeout=cfg.metadata_ttl, attr_timeout=cfg.metadata_ttl,
                           xattrs=cfg.xattrs)
+    # Installed before the mount exists, ignored once unmounted (nothing left to stop) until
+    # the process exits: no signal can skip pyfuse3.close().
+    signals = lifecycle.Signals()
+    signals.install()
     try:
         pyfuse3.init(ops, str(cfg.mountpoint), cfg.fuse_option_set())
     except RuntimeError as exc:
@@ -153,9 +171,12 @@ def serve(cfg: Config, parts: Parts, root: Entity,
                           "usable and fusermount3 installed?)", EXIT_FAILED) from None
     log.info("mounted syn%d (%s) on %s", root.id, root.name, cfg.mountpoint)
     try:
-        trio.run(_main, cfg, on_ready, StatusPublisher(cfg, root, parts, fs), store, recover)
+        trio.run(_main, cfg, on_ready, StatusPublisher(cfg, root, parts, fs), store, signals,
+                 recover)
     finally:
-        pyfuse3.close(unmount=True)
+        with signals.blocked():
+            pyfuse3.close(unmount=True)
+            signals.ignore_from_now()
         if store is not None:
             store.close()
         log.info("unmounted %s", cfg.mountpoint)
@@ -179,9 +200,11 @@ def start_recovery(parts: Parts, fs: Filesystem):
 
 
 async def _main(cfg: Config, on_ready: Callable[[], None],
-                status: StatusPublisher | None = None, store=None, recover=None) -> None:
+                status: StatusPublisher | None = None, store=None,
+                signals: lifecycle.Signals | None = None, recover=None) -> None:
+    signals = signals or lifecycle.Signals()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch_signals)
+        nursery.start_soon(signals.watch, status.refresh if status is not None else (lambda: None))
         if recover is not None:
             nursery.start_soon(recover.run)
         if status is not None:
@@ -199,18 +222,10 @@ async def _flush_periodically(store, every_s: float = 5.0) -> None:
         store.flush()
 
 
-async def _watch_signals() -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async for signum in signals:
-            log.info("signal %d: unmounting", signum)
-            sdnotify.stopping("unmounting")
-            pyfuse3.terminate()
-            return
-
-
 async def _announce_ready(cfg: Config, on_ready: Callable[[], None]) -> None:
     """Report readiness only once the mount answers a stat through our own loop."""
-    await trio.to_thread.run_sync(os.stat, cfg.mountpoint)
+    # abandon_on_cancel: if a signal ends the loop first, this stat can no longer be answered
+    await trio.to_thread.run_sync(os.stat, cfg.mountpoint, abandon_on_cancel=True)
     tune_kernel_readahead(cfg.mountpoint)       # after FUSE INIT, which would undo it
     on_ready()
     sdnotify.ready(f"mounted syn{cfg.root_id} on {cfg.mountpoint}")

@@ -3,8 +3,9 @@
 Owns the runtime directory and the status JSON that ``synfs status`` reads. The directory is
 private (0700, owned by the daemon's user, not a symlink): ``$SYNFS_RUNTIME_DIR`` if set; else
 ``/run/synfs`` for root; else ``$XDG_RUNTIME_DIR/synfs``; else ``/tmp/synfs-<uid>``. Each mount
-writes ``mount-<hash of the mount point>.json`` (0600, replaced atomically) every few seconds
-and removes it when it stops.
+writes ``mount-<hash of the mount point>.json`` (0600, replaced atomically) every few seconds,
+and at once when asked (``refresh()``, which the daemon calls on SIGUSR1: ``synfs status``
+sends it and waits for the new report), and removes it when it stops.
 
 The JSON is assembled from components' ``status() -> dict`` methods, duck-typed so that a
 component without one simply leaves its part out: ``CredentialStore.status()`` (expiry per
@@ -133,6 +134,7 @@ class StatusPublisher:
         self.started = time.time()
         self.path: Path | None = None
         self._warned: set[str] = set()
+        self._wake = None          # a trio.Event while run() waits between reports
 
     def snapshot(self) -> dict:
         cfg, root = self.cfg, self.root
@@ -148,6 +150,7 @@ class StatusPublisher:
                 "cache_dir": str(cfg.cache_dir) if getattr(cfg, "cache_dir", None) else None,
                 "cache_size": getattr(cfg, "cache_size", None)},
             "started": self.started, "updated": time.time(), "interval_s": self.interval,
+            "refresh_signal": "SIGUSR1",        # synfs status may ask for a fresh report
             "errors": _safe("errors", errors.status, self._warned),
         }
         creds = getattr(self.parts, "creds", None)
@@ -158,6 +161,14 @@ class StatusPublisher:
             calls = _safe("requests", stats.snapshot, self._warned)
             out["requests"] = {"synapse": sum(v for v in calls.values() if isinstance(v, int)),
                                "by_call": calls}
+        client = getattr(self.parts, "client", None)
+        if client is not None and hasattr(client, "rejected_since"):
+            since = client.rejected_since
+            out["auth"] = ({"state": "unauthorized", "since": since} if since is not None
+                            else {"state": "accepted"})
+        limiter = getattr(client, "limiter", None)
+        if callable(getattr(limiter, "status", None)):
+            out["rate_limit"] = _safe("rate_limit", limiter.status, self._warned)
         if callable(getattr(self.fs, "status", None)):
             extra = _safe("filesystem", self.fs.status, self._warned)
             for key, value in (extra.items() if isinstance(extra, dict) else ()):
@@ -189,11 +200,17 @@ class StatusPublisher:
             except OSError as exc:
                 log.warning("could not remove status file %s: %s", self.path, exc.strerror)
 
+    def refresh(self) -> None:
+        """Publish now rather than at the next interval (trio thread)."""
+        if self._wake is not None:
+            self._wake.set()
+
     async def run(self) -> None:
         import trio
 
         try:
             while True:
+                self._wake = trio.Event()
                 try:
                     self.publish()
                 except OSError as exc:
@@ -201,6 +218,7 @@ class StatusPublisher:
                         self._warned.add("publish")
                         log.warning("cannot publish status (synfs status will not see this "
                                     "mount's details): %s", exc)
-                await trio.sleep(self.interval)
+                with trio.move_on_after(self.interval):
+                    await self._wake.wait()
         finally:
             self.remove()

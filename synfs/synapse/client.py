@@ -238,6 +238,7 @@ class SynapseClient:
         self._adapter = shared_adapter(pool_size)
         self._local = threading.local()
         self.user_id: str | None = None    # ownerId, once user_profile() has answered
+        self.rejected_since: float | None = None   # time of a 401 not followed by a success
 
     def __repr__(self) -> str:
         return f"SynapseClient(repo={self.endpoints.repo!r}, file={self.endpoints.file!r})"
@@ -303,6 +304,10 @@ class SynapseClient:
             else:
                 status = resp.status_code
                 log.debug("%s -> %d in %.3fs", key, status, time.monotonic() - started)
+                if status == 401 and self.rejected_since is None:
+                    self.rejected_since = time.time()      # for synfs status
+                elif status != 401 and status < 500 and status != 429:
+                    self.rejected_since = None
                 if status in ok:
                     if not resp.content:
                         return None

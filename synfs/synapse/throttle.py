@@ -48,6 +48,9 @@ class RateLimiter:
         self.peak_in_flight = 0
         self.waits = 0               # times a request waited for the per-period limit
         self.waited_s = 0.0
+        self.waiting = 0             # requests waiting for the per-period limit right now
+        self.longest_wait_s = 0.0
+        self.last_wait_at: float | None = None     # wall-clock time of the last wait
 
     @contextlib.contextmanager
     def slot(self):
@@ -66,21 +69,48 @@ class RateLimiter:
             self._slots.release()
 
     def _wait_turn(self) -> None:
-        while True:
-            with self._lock:
-                now = self.clock()
-                window = self.period + self.margin
-                while self._sent and now - self._sent[0] >= window:
-                    self._sent.popleft()
-                if len(self._sent) < self.max_requests:
-                    self._sent.append(now)
-                    return
-                delay = self._sent[0] + window - now
-                self.waits += 1
-                self.waited_s += delay
-            log.debug("Synapse request limit (%d per %gs): waiting %.2fs", self.max_requests,
-                      self.period, delay)
-            self.sleep(delay)
+        started = None
+        try:
+            while True:
+                with self._lock:
+                    now = self.clock()
+                    window = self.period + self.margin
+                    while self._sent and now - self._sent[0] >= window:
+                        self._sent.popleft()
+                    if len(self._sent) < self.max_requests:
+                        self._sent.append(now)
+                        if started is not None:
+                            self.longest_wait_s = max(self.longest_wait_s, now - started)
+                        return
+                    delay = self._sent[0] + window - now
+                    if started is None:
+                        started = now
+                        self.waits += 1
+                        self.waiting += 1
+                    self.waited_s += delay
+                    self.last_wait_at = time.time()
+                    queued = self.waiting + self._slots_waiting()
+                log.debug("Synapse request limit (%d per %gs) reached: waiting %.2fs, %d "
+                          "request(s) queued", self.max_requests, self.period, delay, queued)
+                self.sleep(delay)
+        finally:
+            if started is not None:
+                with self._lock:
+                    self.waiting -= 1
+
+    def _slots_waiting(self) -> int:
+        """Requests queued behind the concurrency slots (best effort, for logs)."""
+        waiters = getattr(self._slots, "_cond", None)
+        return len(getattr(waiters, "_waiters", ()) or ())
+
+    def status(self) -> dict:
+        """What ``synfs status`` shows of the limiter (the waits a user may feel)."""
+        with self._lock:
+            return {"limit": f"{self.max_requests} per {self.period:g}s",
+                    "in_flight": self.in_flight, "waiting": self.waiting,
+                    "waits": self.waits, "waited_s": round(self.waited_s, 1),
+                    "longest_wait_s": round(self.longest_wait_s, 1),
+                    "last_wait_at": self.last_wait_at}
 
 
 class _Flight:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from synfs.cli.demo_seed import Seeder
+from synfs.service import mounts as mountinfo
 from tests.harness import ROOT
 
 
@@ -49,12 +50,13 @@ class Mount:
         return self
 
     def stop(self) -> None:
-        if os.path.ismount(self.path):
+        # mountinfo, not stat, says whether it is mounted (a dead mount fails every stat)
+        if mountinfo.is_mounted(self.path):
             res = run_synfs(["-m", "synfs", "unmount", str(self.path)], raw=True)
             if res.returncode != 0:
                 subprocess.run(["fusermount3", "-u", "-z", str(self.path)], check=False)
         deadline = time.monotonic() + 10
-        while os.path.ismount(self.path) and time.monotonic() < deadline:
+        while mountinfo.is_mounted(self.path) and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def log_text(self) -> str:

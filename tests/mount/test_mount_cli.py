@@ -192,3 +192,23 @@ def test_allow_other_uid_gid_and_modes(emulator, seeded, tmp_path):
         for m in made:
             m.stop()
         shutil.rmtree(public, ignore_errors=True)
+
+
+def test_non_empty_mountpoint_is_refused_unless_nonempty(emulator, seeded, tmp_path):
+    """Mounting over files would hide them: refused with one line naming -o nonempty, which
+    allows it (libfuse 3 dropped the option; synfs checks it and does not pass it on)."""
+    owner, layout = seeded
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    (mnt / "mine.txt").write_text("local file\n")
+    res = attempt(emulator, tmp_path, owner.token, layout["project"], mnt)
+    assert res.returncode == config.EXIT_MOUNTPOINT
+    line = one_line(res)
+    assert "is not empty" in line and "-o nonempty" in line
+    m = Mount(emulator, owner.token, layout["project"], mnt, tmp_path, ["-o", "nonempty"])
+    try:
+        m.start()
+        assert "plain" in os.listdir(mnt) and "mine.txt" not in os.listdir(mnt)
+    finally:
+        m.stop()
+    assert (mnt / "mine.txt").read_text() == "local file\n"

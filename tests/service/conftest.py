@@ -107,13 +107,9 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):
 
 
 def force_unmount(path: Path) -> None:
-    if os.path.ismount(path) or _dead(path):
+    """Detach whatever mountinfo lists at ``path`` (a stat cannot see a dead mount, another
+    user's, or one whose token was revoked)."""
+    from synfs.service import mounts
+
+    if mounts.is_mounted(path):
         subprocess.run(["fusermount3", "-u", "-z", str(path)], check=False, capture_output=True)
-
-
-def _dead(path: Path) -> bool:
-    try:
-        os.statvfs(path)
-        return False
-    except OSError as exc:
-        return exc.errno == 107

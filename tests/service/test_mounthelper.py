@@ -31,6 +31,11 @@ def test_values_dashes_and_fuse_flags():
     assert "--read-only" not in rest                     # rw: synfs's default
 
 
+def test_nonempty_reaches_synfs_mount():
+    rest = translate("syn1", "/m", ["nonempty", "nosuid"])[3:]
+    assert rest[rest.index("-o") + 1] == "nonempty,nosuid"
+
+
 @pytest.mark.parametrize("opt, message", [
     ("bogus=1", "unknown mount option 'bogus=1'"),
     ("token_file", "needs a value"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 
@@ -38,6 +39,8 @@ def test_status_of_a_live_mount(world, service_mounts):
     assert 0 < loc["remaining_s"] <= 12 * 3600
     assert item["errors"]["failures"] == 0
     assert item["requests"]["synapse"] > 0
+    assert item["auth"] == {"state": "accepted"} and item["mine"] is True
+    assert item["rate_limit"]["limit"] == "600 per 60s" and item["rate_limit"]["waiting"] == 0
     text = json.dumps(item)
     assert world.owner.token not in text
     assert "secretAccessKey" not in text and "sessionToken" not in text
@@ -47,7 +50,7 @@ def test_status_of_a_live_mount(world, service_mounts):
     out = res.stdout
     assert out.startswith(f"{m.path}: {world.sts} \"synapse-sts\" - answering")
     assert f"storage location {world.sts_loc} (read_only, s3://" in out
-    assert "errors      0 failures" in out
+    assert re.search(r"^  errors +0 failures$", out, re.M), out
 
     listing = status()        # every mount on the machine (others' may be unhealthy)
     assert str(m.path) in listing.stdout
@@ -66,6 +69,7 @@ def test_status_counts_an_injected_error(world, emulator, service_mounts):
         emulator.reset_faults()
     item = wait_for(lambda: (lambda i: i if i["errors"]["failures"] else None)(status_json(m.path)))
     assert item["errors"]["by_errno"].get("EIO", 0) >= 1
+    assert sum(item["errors"]["failures_by_errno"].values()) == item["errors"]["failures"]
     assert item["errors"]["last_failure"]["errno"] == "EIO"
     out = status(str(m.path)).stdout
     assert "EIO" in out and "last: Unavailable" in out
@@ -175,11 +179,46 @@ def test_render_shows_reported_parts_and_omits_absent_ones():
             "errors": {"failures": 0, "by_errno": {"ENOENT": 4}}}
     text = "\n".join(render_one(dict(base, cache={"used_bytes": 3 << 30, "size_bytes": 10 << 30},
                                      uploads={"pending": 2, "failed": ["a.txt"]})))
-    assert "cache       used bytes 3.0 GiB, size bytes 10.0 GiB" in text
-    assert "uploads     pending 2, failed 1 (a.txt)" in text
-    assert "up 1h 01m" in text and "normal answers: ENOENT 4" in text
+    assert re.search(r"^  cache +used 3.0 GiB, size 10.0 GiB$", text, re.M), text
+    assert re.search(r"^  uploads +pending 2, failed 1$", text, re.M), text
+    assert re.search(r"^ +a.txt$", text, re.M), text
+    assert "up 1h 01m" in text and "normal answers (not failures): ENOENT 4" in text
+    assert re.search(r"^  report +0.5s old$", text, re.M), text
     plain = "\n".join(render_one(base))
     assert "cache" not in plain and "uploads" not in plain and "credentials" not in plain
+
+
+def test_report_is_aligned_adds_up_and_renders_records_readably():
+    """Labels never run into values, failures add up to their breakdown, failed (and any other
+    listed) uploads are lines of text, not Python dicts."""
+    from synfs.cli.status import render_one
+
+    now = __import__("time").time()
+    m = {"mountpoint": "/mnt/x", "source": "syn1", "state": "answering", "pid": 7,
+         "started": now, "age_s": 0.1, "options": {"read_only": False, "uid": 0, "gid": 0},
+         "kernel_inodes": 21, "open_files": 3,
+         "uploads": {"pending": 0, "failed": [{"name": "a.txt", "folder": "syn5",
+                                               "error": "Unavailable", "at": now,
+                                               "staged": "/c/staging/u-a.txt"}],
+                     "kept": [{"name": "b.bin", "folder": "syn6", "closed": False}],
+                     "staging_bytes": 2048},
+         "errors": {"failures": 6, "failures_by_errno": {"EIO": 4, "EACCES": 2},
+                    "by_errno": {"EIO": 4, "EACCES": 2, "ENOENT": 30, "EEXIST": 3},
+                    "last_failure": {"error": "Unavailable", "entity": "syn5", "at": now}}}
+    lines = render_one(m)
+    text = "\n".join(lines)
+    assert "{" not in text and "'" not in text, text
+    labelled = [ln for ln in lines[1:] if ln[2:3].strip()]
+    columns = {len(ln) - len(ln[2:].split("  ", 1)[1].lstrip()) for ln in labelled}
+    assert len(columns) == 1, text                  # every value starts in the same column
+    assert re.search(r"^  kernel inodes +21$", text, re.M), text
+    failures = re.search(r"(\d+) failures \(([^)]*)\)", text)
+    assert sum(int(p.split()[1]) for p in failures.group(2).split(", ")) == int(failures.group(1))
+    assert "normal answers (not failures): EEXIST 3, ENOENT 30" in text
+    assert re.search(r"^ +a.txt: folder syn5, error Unavailable, at 20\d\d-.* UTC, "
+                     r"staged /c/staging/u-a.txt$", text, re.M), text
+    assert re.search(r"^ +b.bin: folder syn6, closed no$", text, re.M), text
+    assert "staging 2.0 KiB" in text and "kept 1" in text
 
 
 def test_runtime_dir_choice(monkeypatch, tmp_path):
