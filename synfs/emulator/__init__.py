@@ -1,7 +1,9 @@
-"""The local Synapse emulator: REST shapes of Synapse over SQLite state, with STS from a real S3.
+"""The local Synapse emulator: Synapse's REST shapes over SQLite state, with S3 and STS from a
+real local S3 server (SeaweedFS behind ``s3world``/``s3proxy``), and file views queried in SQL.
 
-Modules: ``errors`` (Synapse error responses), ``db`` (SQLite schema and row helpers),
-``context`` (per-request user, scopes, body), ``app`` (Flask app, auth, throttling, faults),
-``faults`` (run-time fault injection), ``server`` (process lifecycle), and one module per API
-area (entities, acl, storage, sts, filehandles, multipart, admin).
+Layers, each importing only from those before it (checked by ``tests/emulator/test_layers.py``):
+errors, db, context, faults, s3config/s3proxy/s3world -> storage, handles, columns, view_schema,
+table_query -> acl -> entity_core, annotations, entity_children, entity_versions, entity_bundle,
+trash, entities, views -> REST handlers (acl_api, storage_api, filehandles, multipart, sts,
+users, admin, table_jobs, table_api) -> app, server.
 """

@@ -1,5 +1,6 @@
-"""Entity permissions: benefactor lookup, access decisions, access requirements and the
-ACL REST API (``/entity/{id}/acl`` GET/POST/PUT/DELETE and ``/entity/{id}/benefactor``).
+"""Entity permissions (no routes): benefactor lookup, access decisions, access requirements,
+UserEntityPermissions and the ACL rows (read, write, delete). The REST API over them
+(``/entity/{id}/acl``, ``/entity/{id}/benefactor``) is ``acl_api``.
 
 Permissions come from the benefactor's ACL (nearest ancestor-or-self with a row in ``acls``;
 the root and the trash folder are their own benefactors). Decisions follow Synapse's
@@ -10,15 +11,9 @@ requirements deny DOWNLOAD, then the ACL.
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
-
-from . import context
 from .db import (ANONYMOUS_ID, AUTHENTICATED_USERS_ID, PROJECT, PUBLIC_GROUP_ID, ROOT_ID,
-                 TRASH_ID, new_etag, synapse_date, syn_id)
-from .errors import BadRequest, Forbidden, NotFound, PreconditionFailed, SynapseError
-
-repo = Blueprint("acl", __name__)
-BLUEPRINTS = [(repo, "/repo/v1")]
+                 TRASH_ID, Store, new_etag, synapse_date, syn_id)
+from .errors import Forbidden, NotFound, SynapseError
 
 ACCESS_TYPES = ("READ", "DOWNLOAD", "UPDATE", "CREATE", "DELETE", "CHANGE_PERMISSIONS",
                 "CHANGE_SETTINGS", "MODERATE")
@@ -75,8 +70,6 @@ def granted(c, user, ben: int) -> set[str]:
 
 def unmet_requirements(c, user, eid: int) -> list[int]:
     """Ids of access requirements on ``eid`` or any ancestor the caller has not been approved for."""
-    from .db import Store
-
     chain = Store.ancestors(c, eid)
     marks = ",".join("?" * len(chain))
     rows = c.execute(f"SELECT id FROM access_requirements WHERE entity_id IN ({marks})"
@@ -234,155 +227,3 @@ def delete_subtree_acls(c, eid: int) -> None:
         " JOIN sub ON e.parent_id = sub.id) SELECT id FROM sub", (eid,)).fetchall()
     for r in rows:
         delete_acl(c, r["id"])
-
-
-def _touch(c, eid: int, user) -> None:
-    from . import entity_core
-
-    entity_core.touch(c, eid, user.id)
-
-
-def _parse_acl_body(data: dict, user, owner_id: int) -> list[tuple[int, list[str]]]:
-    """Validate a request ACL like ``PermissionsManagerUtils.validateACLContent`` (400s)."""
-    ra = data.get("resourceAccess")
-    if ra is None:
-        ra = []
-    if not isinstance(ra, list):
-        raise BadRequest("resourceAccess must be a list")
-    out = []
-    keeps_access = False
-    valid = set(ACCESS_TYPES) | set(OTHER_ACCESS_TYPES)
-    for item in ra:
-        if not isinstance(item, dict):
-            raise BadRequest("ACL row is null.")
-        pid = item.get("principalId")
-        if pid is None:
-            raise BadRequest("Group ID is null")
-        try:
-            pid = int(pid)
-        except (TypeError, ValueError):
-            raise BadRequest(f"Invalid principalId: {pid}") from None
-        types = item.get("accessType") or []
-        if not isinstance(types, list) or not types:
-            raise BadRequest("No access types specified.")
-        for t in types:
-            if t not in valid:
-                raise BadRequest(f"Invalid access type: {t}")
-        if pid in principals(user) and "CHANGE_PERMISSIONS" in types:
-            keeps_access = True
-        out.append((pid, list(types)))
-    if not keeps_access and not user.is_admin and user.id != owner_id:
-        raise BadRequest("Caller is trying to revoke their own ACL editing permissions.")
-    return out
-
-
-def _entity_for_acl(c, raw: str):
-    from . import entity_core
-
-    return entity_core.get_live_entity(c, entity_core.path_entity_id(raw))
-
-
-# ---- REST -------------------------------------------------------------------------------
-@repo.get("/entity/<raw_id>/acl")
-@context.scopes("view")
-def get_acl(raw_id: str):
-    store = context.store()
-    with store.tx() as c:
-        row = _entity_for_acl(c, raw_id)
-        eid = row["id"]
-        require(c, context.user(), eid, "READ")
-        ben = benefactor(c, eid)
-        if ben != eid:
-            prefix = request.host_url.rstrip("/") + "/repo/v1"
-            raise NotFound("The requested ACL does not exist. This entity inherits its "
-                           f"permissions from: {prefix}/entity/{syn_id(ben)}/acl")
-        out = acl_json(c, eid)
-    return jsonify(out)
-
-
-@repo.post("/entity/<raw_id>/acl")
-@context.scopes("view", "modify")
-def create_acl(raw_id: str):
-    user = context.require_user()
-    data = context.body()
-    store = context.store()
-    with store.tx() as c:
-        row = _entity_for_acl(c, raw_id)
-        eid = row["id"]
-        ben = benefactor(c, eid)
-        if ben == eid:
-            raise Forbidden("Resource already has an ACL.")
-        require(c, user, ben, "CHANGE_PERMISSIONS")
-        entries = _parse_acl_body(data, user, row["created_by"])
-        _check_sts_child(c, eid)
-        _touch(c, eid, user)
-        write_acl(c, eid, entries)
-        out = acl_json(c, eid)
-    return jsonify(out), 201
-
-
-@repo.put("/entity/<raw_id>/acl")
-@context.scopes("view", "modify")
-def update_acl(raw_id: str):
-    user = context.require_user()
-    data = context.body()
-    store = context.store()
-    with store.tx() as c:
-        row = _entity_for_acl(c, raw_id)
-        eid = row["id"]
-        if benefactor(c, eid) != eid:
-            raise Forbidden("Cannot update ACL for a resource which inherits its permissions.")
-        require(c, user, eid, "CHANGE_PERMISSIONS")
-        entries = _parse_acl_body(data, user, row["created_by"])
-        current = c.execute("SELECT etag FROM acls WHERE entity_id = ?", (eid,)).fetchone()
-        if data.get("etag") != current["etag"]:
-            raise PreconditionFailed(
-                f"Access Control List was updated since you last fetched it, retrieve it again "
-                f"and reapply the update. ({syn_id(eid)})")
-        _touch(c, eid, user)
-        write_acl(c, eid, entries)
-        out = acl_json(c, eid)
-    return jsonify(out)
-
-
-@repo.delete("/entity/<raw_id>/acl")
-@context.scopes("modify")
-def restore_inheritance(raw_id: str):
-    user = context.require_user()
-    store = context.store()
-    with store.tx() as c:
-        row = _entity_for_acl(c, raw_id)
-        eid = row["id"]
-        err = can_delete_acl(c, user, eid)
-        if err is not None:
-            raise err
-        if benefactor(c, eid) != eid:
-            raise Forbidden("Resource already inherits its permissions.")
-        _touch(c, eid, user)
-        delete_acl(c, eid)
-    return ("", 204)
-
-
-@repo.get("/entity/<raw_id>/benefactor")
-@context.scopes("view")
-def get_benefactor(raw_id: str):
-    from . import entity_core
-
-    store = context.store()
-    with store.tx() as c:
-        row = _entity_for_acl(c, raw_id)
-        eid = row["id"]
-        require(c, context.user(), eid, "READ")
-        ben = benefactor(c, eid)
-        out = entity_core.header_json(c, store.entity_row(c, ben))
-    return jsonify(out)
-
-
-def _check_sts_child(c, eid: int) -> None:
-    try:
-        from . import storage
-    except ImportError:
-        return
-    fn = getattr(storage, "in_sts_folder", None)
-    if fn is not None and fn(c, eid):
-        raise BadRequest("Cannot override ACLs in a child of an STS-enabled folder")

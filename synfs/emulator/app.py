@@ -26,7 +26,8 @@ FILE = "/file/v1"
 AUTH = "/auth/v1"
 ADMIN = "/admin/v1"
 MAX_BODY = 2 * 1024 * 1024
-API_MODULES = ("users", "entities", "acl", "storage", "sts", "filehandles", "multipart", "admin")
+API_MODULES = ("users", "entities", "acl_api", "storage_api", "sts", "filehandles", "multipart",
+               "table_api", "admin")
 
 
 @dataclasses.dataclass

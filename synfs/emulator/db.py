@@ -82,6 +82,19 @@ CREATE TABLE IF NOT EXISTS multipart_uploads (
     bucket TEXT NOT NULL, key TEXT NOT NULL, s3_upload_id TEXT NOT NULL,
     parts_state TEXT NOT NULL, part_md5s TEXT NOT NULL, state TEXT NOT NULL,
     result_file_handle_id INTEGER);
+CREATE TABLE IF NOT EXISTS annotations (entity_id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS column_models (
+    id INTEGER PRIMARY KEY, hash TEXT UNIQUE NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS views (
+    entity_id INTEGER PRIMARY KEY, view_type_mask INTEGER NOT NULL, scope_ids TEXT NOT NULL,
+    column_ids TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS view_index (
+    view_id INTEGER NOT NULL, entity_id INTEGER NOT NULL, row TEXT NOT NULL,
+    PRIMARY KEY (view_id, entity_id));
+CREATE TABLE IF NOT EXISTS async_jobs (
+    id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, kind TEXT NOT NULL, request TEXT NOT NULL,
+    started_on TEXT NOT NULL, ready_at REAL NOT NULL, state TEXT NOT NULL, response TEXT,
+    error_status INTEGER, error_reason TEXT);
 """
 
 # First value handed out by each id sequence (well away from the fixed ids above).
@@ -93,6 +106,8 @@ SEQUENCE_STARTS = {
     "project_setting": 7001,
     "multipart": 90001,
     "access_requirement": 9601,
+    "column": 68001,
+    "async_job": 7700001,
 }
 
 

@@ -1,8 +1,7 @@
 """Entity bundle v2: ``POST /entity/{id}/bundle2`` and ``POST /entity/{id}/version/{v}/bundle2``.
 
-Parts (each only when its ``include*`` flag is true): entity + entityType, annotations (always
-empty), permissions, path, hasChildren, accessControlList (only on a benefactor),
-benefactorAcl, fileHandles (empty without DOWNLOAD), fileName, threadCount and
+Parts (each only when its ``include*`` flag is true): entity + entityType, annotations (v2),
+permissions, path, hasChildren, accessControlList (only on a benefactor), benefactorAcl, fileHandles (empty without DOWNLOAD), fileName, threadCount and
 restrictionInformation (from the emulator's access requirements / approvals).
 """
 
@@ -10,8 +9,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from . import acl, context
-from .db import FILE, syn_id
+from . import acl, annotations, context
+from .db import FILE, Store
 from .entity_children import path_headers
 from .entity_core import (entity_json, entity_type_enum, get_live_entity, handle_json,
                           handle_row, path_entity_id, version_row)
@@ -22,8 +21,6 @@ BLUEPRINTS = [(repo, "/repo/v1")]
 
 
 def restriction_information(c, user, eid: int) -> dict:
-    from .db import Store
-
     chain = Store.ancestors(c, eid)
     marks = ",".join("?" * len(chain))
     reqs = [r["id"] for r in c.execute(
@@ -47,7 +44,7 @@ def build_bundle(c, user, row, version: int | None, req: dict) -> dict:
         out["entity"] = entity_json(c, row, version)
         out["entityType"] = entity_type_enum(row["concrete_type"])
     if req.get("includeAnnotations"):
-        out["annotations"] = {"id": syn_id(eid), "etag": row["etag"], "annotations": {}}
+        out["annotations"] = annotations.annotations_json(c, row)
     if req.get("includePermissions"):
         out["permissions"] = acl.user_permissions(c, user, eid)
     if req.get("includeEntityPath"):

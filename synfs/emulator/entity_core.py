@@ -1,6 +1,6 @@
 """Entity model helpers shared by the entity API modules (no routes here): id parsing, name
 rules, the live-entity lookup with Synapse's 404 texts, Entity / EntityHeader JSON, versions,
-``touch`` (new etag + modifiedOn) and file-handle lookups. ``entities`` re-exports the public
+``touch`` (new etag + modifiedOn) and file-handle lookups (from ``handles``). ``entities`` re-exports the public
 helpers other modules rely on.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from . import acl, handles, view_schema
 from .db import (FILE, FOLDER, PROJECT, ROOT_ID, TRASH_ID, Store, new_etag, parse_syn_id,
                  synapse_date, syn_id)
 from .errors import BadRequest, Conflict, Forbidden, NotFound
@@ -32,7 +33,8 @@ TYPE_CLASSES = {
     "recordset": CT + "RecordSet",
 }
 CLASS_TYPES = {v: k for k, v in TYPE_CLASSES.items()}
-CREATABLE = (PROJECT, FOLDER, FILE)
+CREATABLE = (PROJECT, FOLDER, FILE, view_schema.VIEW)
+VERSIONABLE = (FILE, view_schema.VIEW)
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9,_. \-+()']+$")
 MAX_NAME = 256
@@ -130,7 +132,7 @@ def entity_json(c, row, version: int | None = None) -> dict:
     out["concreteType"] = ct
     if ct == PROJECT and row["alias"]:
         out["alias"] = row["alias"]
-    if ct == FILE and v is not None:
+    if ct in VERSIONABLE and v is not None:
         out["versionNumber"] = int(v["version_number"])
         out["versionLabel"] = v["version_label"] or str(v["version_number"])
         if v["version_comment"] is not None:
@@ -138,13 +140,13 @@ def entity_json(c, row, version: int | None = None) -> dict:
         out["isLatestVersion"] = bool(is_current)
         if v["data_file_handle_id"] is not None:
             out["dataFileHandleId"] = str(v["data_file_handle_id"])
+    if ct == view_schema.VIEW:
+        out.update(view_schema.json_fields(c, eid))
     return out
 
 
 def header_json(c, row, benefactor_id: int | None = None) -> dict:
     """EntityHeader as ``/entity/children`` produces it (no etag, integer benefactorId)."""
-    from . import acl
-
     v = version_row(c, row["id"])
     ben = benefactor_id if benefactor_id is not None else acl.benefactor(c, row["id"])
     out = {"name": row["name"], "id": syn_id(row["id"]), "type": row["concrete_type"]}
@@ -173,33 +175,8 @@ def touch(c, eid: int, user_id: int) -> str:
 
 
 # ---- file handles -----------------------------------------------------------------------
-def handle_row(c, fh_id: int):
-    try:
-        from . import filehandles
-    except ImportError:
-        filehandles = None
-    fn = getattr(filehandles, "get_handle_row", None) if filehandles else None
-    if fn is not None:
-        return fn(c, fh_id)
-    return c.execute("SELECT * FROM file_handles WHERE id = ?", (fh_id,)).fetchone()
-
-
-def handle_json(row) -> dict:
-    try:
-        from . import filehandles
-        fn = filehandles.handle_json
-    except (ImportError, AttributeError):
-        fn = None
-    if fn is not None:
-        return fn(row)
-    out = {"id": str(row["id"]), "etag": row["etag"], "createdBy": str(row["created_by"]),
-           "createdOn": row["created_on"], "modifiedOn": row["modified_on"],
-           "concreteType": row["concrete_type"], "contentType": row["content_type"],
-           "contentMd5": row["content_md5"], "fileName": row["file_name"],
-           "storageLocationId": row["storage_location_id"], "contentSize": row["content_size"],
-           "status": row["status"], "bucketName": row["bucket_name"], "key": row["key"],
-           "isPreview": bool(row["is_preview"])}
-    return {k: v for k, v in out.items() if v is not None}
+handle_row = handles.get_handle_row
+handle_json = handles.handle_json
 
 
 def parse_handle_id(value) -> int:
@@ -218,15 +195,6 @@ def check_handle_creator(c, user, fh_id: int):
         raise Forbidden("Only the creator of a FileHandle can access it directly by its ID.  "
                         f"FileHandleId = '{fh_id}', UserId = '{user.id}'")
     return row
-
-
-def storage_hook(name: str):
-    """A ``storage`` module function, or None while that module is not there yet."""
-    try:
-        from . import storage
-    except ImportError:
-        return None
-    return getattr(storage, name, None)
 
 
 def parent_type_error(concrete: str, parent_ct: str | None) -> BadRequest:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from . import acl, context
+from . import acl, context, storage
 from .db import FILE, syn_id
 from .entity_core import (check_handle_creator, get_live_entity, handle_json, handle_row,
-                          parse_handle_id, path_entity_id, storage_hook, touch, version_row)
+                          parse_handle_id, path_entity_id, touch, version_row)
 from .errors import BadRequest, NotFound, PreconditionFailed
 
 repo = Blueprint("entity_versions", __name__)
@@ -125,9 +125,7 @@ def update_version_file_handle(raw_id: str, version: int):
                 and old_row["content_md5"] == new_row["content_md5"]):
             raise PreconditionFailed("The MD5 of the new file handle does not match the MD5 of "
                                      "the current file handle, a new version must be created.")
-        hook = storage_hook("check_add_file")
-        if hook is not None:
-            hook(c, row["parent_id"], new_id)
+        storage.check_add_file(c, row["parent_id"], new_id)
         touch(c, eid, user.id)
         c.execute("UPDATE versions SET data_file_handle_id = ? WHERE entity_id = ? AND"
                   " version_number = ?", (new_id, eid, version))

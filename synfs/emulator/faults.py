@@ -43,6 +43,9 @@ class Faults:
     s3_error_status: int = 503
     s3_latency_ms: int = 0
     throttling: bool = False
+    view_lag_s: float = 0.0                  # view rows show changes only once this old
+    table_job_s: float = 0.0                 # table jobs answer 202 PROCESSING this long
+    table_page_rows: int | None = None       # maxRowsPerPage of table queries (None: computed)
 
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -71,6 +74,14 @@ class Faults:
                             raise ValueError("error status must be one of 429, 500, 502, 503, 504")
                         if not 0.0 <= rule.rate <= 1.0:
                             raise ValueError("rate must be between 0 and 1")
+                elif key in ("view_lag_s", "table_job_s"):
+                    value = float(value or 0)
+                    if value < 0:
+                        raise ValueError(f"{key} must be 0 or more")
+                elif key == "table_page_rows" and value is not None:
+                    value = int(value)
+                    if value < 1:
+                        raise ValueError("table_page_rows must be 1 or more")
                 setattr(self, key, value)
 
     def reset(self) -> None:

@@ -4,8 +4,9 @@ Owns ``POST /externalFileHandle/s3`` (every validation of ``createExternalS3File
 order, synapse-api.md §4.2), ``GET|DELETE /fileHandle/{id}``, ``GET /fileHandle/{id}/url``,
 ``POST /fileHandle/batch`` (per-item NOT_FOUND / UNAUTHORIZED inside a 201) and the upload
 destination endpoints ``/entity/{id}/uploadDestination[s|Locations|/{storageLocationId}]``
-(§3.10). Exports ``get_handle_row``, ``handle_json`` (S3FileHandle JSON, §4.1),
-``insert_s3_handle``, ``association_failure`` and ``presigned_url`` for the other modules.
+(§3.10). Exports ``association_failure`` and ``presigned_url`` for the other modules, and
+re-exports the row helpers of ``handles`` (``get_handle_row``, ``handle_json``,
+``insert_s3_handle``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ import re
 
 from flask import Blueprint, jsonify, redirect, request
 
-from . import context, db, storage
+from . import acl, context, db, storage
 from .errors import BadRequest, Forbidden, NotFound
+from .handles import S3_HANDLE, get_handle_row, handle_json, insert_s3_handle
 
 log = logging.getLogger(__name__)
+
+__all__ = ["get_handle_row", "handle_json", "insert_s3_handle", "association_failure",
+           "presigned_url", "BLUEPRINTS"]
 
 files = Blueprint("filehandles", __name__)
 BLUEPRINTS = [(files, "/file/v1")]
 
 F = "org.sagebionetworks.repo.model.file."
-S3_HANDLE = F + "S3FileHandle"
 S3_DEST = F + "S3UploadDestination"
 EXT_S3_DEST = F + "ExternalS3UploadDestination"
 NOT_SET = "NOT_SET"
@@ -36,47 +40,6 @@ ASSOCIATE_TYPES = ("FileEntity", "TableEntity", "WikiAttachment", "WikiMarkdown"
                    "UserProfileAttachment", "MessageAttachment", "TeamAttachment",
                    "SubmissionAttachment", "VerificationSubmission", "AccessRequirementAttachment",
                    "DataAccessRequestAttachment", "DataAccessSubmissionAttachment", "FormData")
-
-
-# ---- rows and JSON -------------------------------------------------------------------------
-def get_handle_row(c, fh_id):
-    """The ``file_handles`` row for ``fh_id`` (int or numeric string), or None."""
-    try:
-        fh_id = int(fh_id)
-    except (TypeError, ValueError):
-        return None
-    return c.execute("SELECT * FROM file_handles WHERE id = ?", (fh_id,)).fetchone()
-
-
-def handle_json(row) -> dict:
-    """FileHandle JSON (S3FileHandle fields of §4.1); null fields omitted."""
-    out = {"id": str(row["id"]), "etag": row["etag"], "createdBy": str(row["created_by"]),
-           "createdOn": row["created_on"], "modifiedOn": row["modified_on"],
-           "concreteType": row["concrete_type"], "contentType": row["content_type"],
-           "contentMd5": row["content_md5"], "fileName": row["file_name"],
-           "storageLocationId": row["storage_location_id"], "contentSize": row["content_size"],
-           "status": row["status"]}
-    if row["concrete_type"] == S3_HANDLE:
-        out.update(bucketName=row["bucket_name"], key=row["key"],
-                   isPreview=bool(row["is_preview"]))
-    elif row["external_url"] is not None:
-        out["externalURL"] = row["external_url"]
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def insert_s3_handle(c, created_by: int, bucket: str, key: str, file_name: str | None,
-                     content_type: str | None, content_md5: str | None, content_size: int | None,
-                     storage_location_id: int | None) -> int:
-    """Create an S3FileHandle row and return its id."""
-    fh_id = db.Store.next_id(c, "file_handle")
-    stamp = db.synapse_date()
-    c.execute("INSERT INTO file_handles(id, concrete_type, etag, created_by, created_on,"
-              " modified_on, content_type, content_md5, content_size, file_name,"
-              " storage_location_id, status, bucket_name, key) VALUES"
-              " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'AVAILABLE', ?, ?)",
-              (fh_id, S3_HANDLE, db.new_etag(), created_by, stamp, stamp, content_type,
-               content_md5, content_size, file_name, storage_location_id, bucket, key))
-    return fh_id
 
 
 def _creator_only(row, user, fh_id) -> None:
@@ -109,8 +72,6 @@ def association_failure(c, user, fh_id, assoc_type, assoc_id) -> str | None:
     Admins and the handle's creator may; otherwise the handle must belong to one of the
     entity's versions and the caller needs DOWNLOAD on the entity (FileEntity only here).
     """
-    from . import acl  # lazy: written in parallel
-
     row = get_handle_row(c, fh_id)
     if user is not None and (user.is_admin or (row is not None and row["created_by"] == user.id)):
         return None

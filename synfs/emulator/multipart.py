@@ -20,7 +20,7 @@ import uuid
 
 from flask import Blueprint, jsonify, request
 
-from . import context, db, filehandles, storage
+from . import acl, context, db, filehandles, storage
 from .errors import BadRequest, Forbidden, NotFound, SynapseError
 
 log = logging.getLogger(__name__)
@@ -324,8 +324,6 @@ def complete_upload(upload_id: int):
 @files.get("/file/<int:fh_id>")
 @context.scopes("download")
 def download_url(fh_id: int):
-    from . import acl  # lazy: written in parallel
-
     params = {}
     for name, kind in (("fileAssociateType", "FileHandleAssociateType"),
                        ("fileAssociateId", "String")):

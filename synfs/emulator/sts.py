@@ -16,7 +16,7 @@ import logging
 
 from flask import Blueprint, jsonify, request
 
-from . import context, db, storage
+from . import acl, context, db, entity_core, storage
 from .errors import BadRequest, SynapseError
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,6 @@ def _permission() -> str:
 @repo.get("/entity/<entity_id>/sts")
 @context.scopes("view", "modify", "download")
 def get_sts_credentials(entity_id: str):
-    from . import acl, entities  # lazy: written in parallel
-
     permission = _permission()
     eid = db.parse_syn_id(entity_id)
     if eid is None:
@@ -64,7 +62,7 @@ def get_sts_credentials(entity_id: str):
             raise BadRequest("Entity must have an STS-enabled storage location")
         if permission == "read_write" and body["concreteType"] == storage.S3_SETTING:
             raise BadRequest("STS write access is not allowed in Synapse storage")
-        entities.get_live_entity(c, eid)
+        entity_core.get_live_entity(c, eid)
         for access in ACCESS_BY_PERMISSION[permission]:
             acl.require(c, user, eid, access)
         bucket = storage.location_bucket(body)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from . import acl, context
+from . import acl, annotations, context, entity_core, storage, view_schema
 from .db import PROJECT, ROOT_ID, TRASH_ID, Store, parse_syn_id, synapse_date, syn_id
 from .errors import BadRequest, Forbidden, NotFound
 
@@ -18,8 +18,6 @@ BLUEPRINTS = [(repo, "/repo/v1")]
 
 
 def move_to_trash(c, row, user_id: int) -> None:
-    from . import entity_core
-
     eid = row["id"]
     acl.delete_subtree_acls(c, eid)
     c.execute("UPDATE entities SET trash_original_parent = ?, trash_original_name = ?,"
@@ -46,8 +44,6 @@ def _check_deleter(row, user) -> None:
 @repo.put("/trashcan/trash/<raw_id>")
 @context.scopes("modify")
 def trash_entity(raw_id: str):
-    from . import entity_core
-
     user = context.require_user()
     eid = entity_core.path_entity_id(raw_id)
     with context.store().tx() as c:
@@ -58,8 +54,6 @@ def trash_entity(raw_id: str):
 
 
 def _restore(raw_id: str, parent_raw: str | None):
-    from . import entity_core
-
     user = context.require_user()
     store = context.store()
     with store.tx() as c:
@@ -77,14 +71,11 @@ def _restore(raw_id: str, parent_raw: str | None):
         if parent_id != ROOT_ID:
             acl.require(c, user, parent_id, "CREATE")
             if row["concrete_type"] != entity_core.FILE:
-                hook = entity_core.storage_hook("check_move_folder")
-                if hook is not None:
-                    hook(c, eid, row["trash_original_parent"], parent_id)
+                storage.check_move_folder(c, eid, row["trash_original_parent"], parent_id)
             else:
-                hook = entity_core.storage_hook("check_add_file")
                 fh = entity_core.current_file_handle_id(c, eid)
-                if hook is not None and fh is not None:
-                    hook(c, parent_id, fh)
+                if fh is not None:
+                    storage.check_add_file(c, parent_id, fh)
         name = row["trash_original_name"] or syn_id(eid)
         entity_core.check_name_free(c, parent_id, name, self_id=eid)
         c.execute("UPDATE entities SET parent_id = ?, name = ?, trashed_by = NULL,"
@@ -142,6 +133,8 @@ def purge(raw_id: str):
             " JOIN sub ON e.parent_id = sub.id) SELECT id FROM sub", (row["id"],)).fetchall()]
         for eid in reversed(ids):
             acl.delete_acl(c, eid)
+            annotations.delete(c, eid)
+            view_schema.delete(c, eid)
             c.execute("DELETE FROM versions WHERE entity_id = ?", (eid,))
             c.execute("DELETE FROM entities WHERE id = ?", (eid,))
     return ("", 200)
