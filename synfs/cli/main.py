@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             from synfs.cli.ststoken import run_sts_token
 
             return run_sts_token(args)
+        if args.command == "snapshot":
+            from synfs.cli.snapshot import run_snapshot
+
+            return run_snapshot(args)
         if args.command == "install-units":
             from synfs.cli.install import run_install
 

@@ -23,7 +23,8 @@ import trio
 from synfs import errors
 from synfs.service import sdnotify
 from synfs.config import (EXIT_AUTH, EXIT_BUSY, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_NOT_CONTAINER,
-                          EXIT_NOT_FOUND, EXIT_UNAVAILABLE, Config, ConfigError)
+                          EXIT_NOT_FOUND, EXIT_OTHER_USER, EXIT_UNAVAILABLE, Config,
+                          ConfigError)
 from synfs.fs.core import Filesystem, Options
 from synfs.fs.fuse_ops import SynfsOperations
 from synfs.read.datacache import DataCache
@@ -45,6 +46,7 @@ class Parts:
     creds: object = None      # the STS CredentialStore (its status() feeds synfs status)
     writer: object = None     # RemoteWriter; None on read-only mounts
     staging: object = None    # StagingArea for writes
+    tree: object = None       # SnapTree of a --snapshot mount (None: a live tree)
 
 
 def build(cfg: Config) -> Parts:
@@ -64,6 +66,10 @@ def build(cfg: Config) -> Parts:
     cache = (DataCache(cfg.cache_dir, disk)
              if cfg.cache_dir is not None and cfg.cache_size > 0 else None)
     remote.downloads = Downloads(remote, MemoryBudget(cfg.max_memory), cache)
+    if cfg.snapshot is not None:
+        tree = open_snapshot_tree(cfg)
+        remote.pin_locations(tree.sts_locations, tree.url_batch)
+        return Parts(client=client, remote=remote, creds=creds, tree=tree)
     if cfg.read_only:
         return Parts(client=client, remote=remote, creds=creds)
     from synfs.remote.writer import RemoteWriter
@@ -94,8 +100,39 @@ def check_mountpoint(cfg: Config) -> None:
         raise ConfigError(f"mount point {mnt} is not a directory", EXIT_MOUNTPOINT)
 
 
-def preflight(cfg: Config, client) -> Entity:
+def open_snapshot_tree(cfg: Config):
+    from synfs.fs.snaptree import SnapTree
+    from synfs.snapshot.store import Snapshot, SnapshotError
+
+    try:
+        return SnapTree(Snapshot(cfg.snapshot))
+    except SnapshotError as exc:
+        raise ConfigError(str(exc), exc.exit_code) from None
+
+
+def snapshot_preflight(cfg: Config, client, tree) -> Entity:
+    """A snapshot mount makes no call here, unless ``--check-user`` (one ``GET
+    /userProfile``) asks to refuse a snapshot another Synapse user took."""
+    check_mountpoint(cfg)
+    if cfg.check_user:
+        try:
+            client.user_profile()
+        except errors.AuthenticationFailed:
+            raise ConfigError(f"Synapse rejected the token from {cfg.token_source} "
+                              "(invalid or expired)", EXIT_AUTH) from None
+        except errors.Unavailable as exc:
+            raise ConfigError(f"cannot reach Synapse: {exc}", EXIT_UNAVAILABLE) from None
+        owner = tree.snap.meta.get("user_id")
+        if owner and client.user_id and owner != client.user_id:
+            raise ConfigError(f"{cfg.snapshot} was taken by Synapse user {owner}, not by this "
+                              f"token's user {client.user_id}", EXIT_OTHER_USER)
+    return tree.snap.root.entity()
+
+
+def preflight(cfg: Config, client, tree=None) -> Entity:
     """Validate mount point, token and root entity; return the root entity."""
+    if tree is not None:
+        return snapshot_preflight(cfg, client, tree)
     check_mountpoint(cfg)
     try:
         client.user_profile()
@@ -132,17 +169,18 @@ def open_metastore(cfg: Config, user_id: str | None):
 
 
 def make_filesystem(cfg: Config, remote, root: Entity, writer=None,
-                    staging=None, store=None) -> Filesystem:
+                    staging=None, store=None, tree=None) -> Filesystem:
     return Filesystem(remote, root.id, Options(
         metadata_ttl=cfg.metadata_ttl, negative_ttl=cfg.negative_ttl, uid=cfg.uid, gid=cfg.gid,
         file_mode=cfg.file_mode, dir_mode=cfg.dir_mode), writer=writer, staging=staging,
-        read_only=cfg.read_only, store=store)
+        read_only=cfg.read_only, store=store, tree=tree)
 
 
 def serve(cfg: Config, parts: Parts, root: Entity,
           on_ready: Callable[[], None] = lambda: None) -> int:
-    store = open_metastore(cfg, getattr(parts.client, "user_id", None))
-    fs = make_filesystem(cfg, parts.remote, root, parts.writer, parts.staging, store)
+    store = None if parts.tree is not None else open_metastore(
+        cfg, getattr(parts.client, "user_id", None))
+    fs = make_filesystem(cfg, parts.remote, root, parts.writer, parts.staging, store, parts.tree)
     ops = SynfsOperations(fs, entry_timeout=cfg.metadata_ttl, attr_timeout=cfg.metadata_ttl,
                           xattrs=cfg.xattrs)
     try:

@@ -150,6 +150,9 @@ class StatusPublisher:
             "started": self.started, "updated": time.time(), "interval_s": self.interval,
             "errors": _safe("errors", errors.status, self._warned),
         }
+        tree = getattr(self.parts, "tree", None)
+        if callable(getattr(tree, "status", None)):
+            out["snapshot"] = _safe("snapshot", tree.status, self._warned)
         creds = getattr(self.parts, "creds", None)
         if callable(getattr(creds, "status", None)):
             out["credentials"] = _safe("credentials", creds.status, self._warned)
