@@ -129,7 +129,7 @@ class Bar:
         self.stream = stream
         self.tty = enabled and stream.isatty()
         self.plain = enabled and not self.tty
-        self.last = 0.0
+        self.last = 0.0 if self.tty else time.monotonic()   # plain: a first line after 10 s
 
     def __call__(self, p) -> None:
         now = time.monotonic()
@@ -208,7 +208,7 @@ def _build(args) -> int:
             if view_id or view_parent:
                 tables = Tables(client)
                 if view_parent:
-                    temp_view = create_temporary_view(tables, view_parent, root_id)
+                    temp_view = create_temporary_view(tables, view_parent, root_id, args.where)
                 build_from_view(builder, tables, root_id, view_id or temp_view, args.where)
             else:
                 build_from_listings(builder, root_id)

@@ -14,6 +14,7 @@ does not match ``--where`` by its (possibly stale) row is left out.
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from synfs import errors
@@ -85,8 +86,9 @@ def build_from_view(builder: Builder, tables: Tables, root_id: int, view_id: int
         rows = tables.query(view_id, select_sql(view_id, where))
     except errors.InvalidRequest as exc:
         if where:
+            reason = str(exc).split(": 400 ", 1)[-1]
             raise SnapshotError(f"--where {where!r} is not a valid condition on view "
-                                f"syn{view_id}: {exc}", EXIT_BAD_WHERE) from None
+                                f"syn{view_id}: {reason}", EXIT_BAD_WHERE) from None
         raise
     by_id = {}
     for row in rows:
@@ -116,10 +118,36 @@ def build_from_view(builder: Builder, tables: Tables, root_id: int, view_id: int
             "stale": len(stale) + len(missing)}
 
 
-def create_temporary_view(tables: Tables, parent_id: int, root_id: int) -> int:
+DEFAULT_COLUMNS = frozenset((
+    "id", "name", "description", "createdOn", "createdBy", "etag", "modifiedOn", "modifiedBy",
+    "path", "type", "currentVersion", "parentId", "benefactorId", "projectId",
+    "dataFileHandleId", "dataFileName", "dataFileSizeBytes", "dataFileMD5Hex",
+    "dataFileConcreteType", "dataFileBucket", "dataFileKey", "ROW_ID", "ROW_VERSION"))
+SQL_WORDS = frozenset((
+    "and", "or", "not", "in", "like", "is", "null", "between", "has", "has_like", "true",
+    "false", "escape", "asc", "desc"))
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\"((?:[^\"]|\"\")*)\"|([A-Za-z_][A-Za-z0-9_.]*)")
+
+
+def where_columns(where: str | None) -> list[str]:
+    """Annotation names a ``--where`` condition mentions (not the view's default columns):
+    the columns a temporary view needs (quoted names included, string literals skipped)."""
+    out: list[str] = []
+    for m in _TOKEN.finditer(where or ""):
+        name = m.group(1).replace('""', '"') if m.group(1) is not None else m.group(2)
+        if name is None or name in DEFAULT_COLUMNS or (m.group(2) and name.lower() in SQL_WORDS):
+            continue
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def create_temporary_view(tables: Tables, parent_id: int, root_id: int,
+                          where: str | None = None) -> int:
     try:
         return tables.create_file_view(parent_id, root_id,
-                                       f"synfs snapshot view {root_id} {time.time_ns()}")
+                                       f"synfs snapshot view {root_id} {time.time_ns()}",
+                                       annotations=where_columns(where))
     except errors.PermissionDenied:
         raise SnapshotError(f"no CREATE permission in syn{parent_id} for a temporary view",
                             EXIT_NOT_FOUND) from None

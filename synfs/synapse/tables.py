@@ -40,12 +40,21 @@ class Tables:
         data = self._call("GET", f"/entity/syn{entity_id}/path", entity_id=entity_id) or {}
         return [parse_id(h["id"]) for h in data.get("path") or () if h.get("id")]
 
-    def create_file_view(self, parent_id: int, scope_id: int, name: str) -> int:
-        cols = self._call("GET", "/column/tableview/defaults",
-                          params={"viewTypeMask": FILE_MASK}) or {}
+    def create_file_view(self, parent_id: int, scope_id: int, name: str,
+                         annotations: list[str] = ()) -> int:
+        """A file view of ``scope_id`` with the default columns and a STRING column per
+        annotation name (POST /column/batch)."""
+        cols = (self._call("GET", "/column/tableview/defaults",
+                           params={"viewTypeMask": FILE_MASK}) or {}).get("list") or []
+        if annotations:
+            extra = self._call("POST", "/column/batch", body={
+                "concreteType": "org.sagebionetworks.repo.model.ListWrapper",
+                "list": [{"name": a, "columnType": "STRING", "maximumSize": 256}
+                         for a in annotations]}) or {}
+            cols = cols + (extra.get("list") or [])
         body = {"concreteType": VIEW_TYPE, "name": name, "parentId": f"syn{parent_id}",
                 "scopeIds": [str(scope_id)], "viewTypeMask": FILE_MASK,
-                "columnIds": [str(c["id"]) for c in cols.get("list") or ()]}
+                "columnIds": [str(c["id"]) for c in cols]}
         made = self._call("POST", "/entity", body=body, entity_id=parent_id)
         return parse_id(made["id"])
 

@@ -19,10 +19,11 @@ import pytest
 
 from synfs.cli.demo_seed import (BIG_SIZE, EXTERNAL_FILES, PLAIN_FILES, SYNAPSE_STS_FILES,
                                  content)
-from synfs.config import EXIT_BAD_SNAPSHOT
+from synfs.config import EXIT_BAD_SNAPSHOT, EXIT_BAD_WHERE, EXIT_OTHER_USER, EXIT_VIEW_SCOPE
 from synfs.service.runtime import find_status_file
 from tests.emulator.test_acl import grant
 from tests.emulator.test_entities import file_entity, upload
+from tests.emulator.test_views import annotate, make_view
 from tests.mount.conftest import Mount, run_synfs
 
 
@@ -182,3 +183,58 @@ def test_diff_lists_added_removed_and_changed(snap, emulator, tmp_path):
     same = run_synfs([sys.executable, "-m", "synfs", "snapshot", "diff", str(first), str(first)])
     assert same.returncode == 0 and same.stdout == ""
     assert c["id"] != a["id"]
+
+
+def test_mount_a_query_and_the_view_errors_exit_codes(emulator, seeded, mounts, tmp_path):
+    owner = seeded[0]
+    other = emulator.new_user("snap-other")
+    api = owner.api
+    proj = api.project()
+    sub = api.folder(proj["id"], "samples")
+    wanted = {}
+    for name, assay, tissue in (("a.txt", "RNA-seq", "brain"), ("b.txt", "RNA-seq", "heart"),
+                                ("c.txt", "WGS", "brain"), ("d.txt", "RNA-seq", "liver")):
+        data = f"{name} {assay} {tissue}".encode()
+        ent = file_entity(api, sub["id"], name, upload(api, data, name))
+        annotate(api, ent["id"], {"assay": assay, "tissue": tissue})
+        if assay == "RNA-seq" and tissue in ("brain", "liver"):
+            wanted[name] = data
+    file_entity(api, proj["id"], "top.txt", upload(api, b"top", "top.txt"))
+    token_file = tmp_path / "token"
+    token_file.write_text(owner.token + "\n")
+    token_file.chmod(0o600)
+    out = tmp_path / "query.synfs"
+    where = "assay = 'RNA-seq' AND tissue IN ('brain','liver')"
+    res = snapshot_cli(emulator, token_file, proj["id"], "-o", str(out), "--create-view",
+                       proj["id"], "--where", where)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().endswith("(from temporary view)")
+    children = api.ok(api.post("/entity/children", {"parentId": proj["id"],
+                                                    "includeTypes": ["entityview"]}), 200)
+    assert children["page"] == []                       # the temporary view is gone
+    m = mounts(owner.token, proj["id"], "snap-query", ["--snapshot", str(out)])
+    assert sorted(os.listdir(m.path)) == ["samples"]
+    assert {n: (m.path / "samples" / n).read_bytes()
+            for n in os.listdir(m.path / "samples")} == wanted
+
+    bad = snapshot_cli(emulator, token_file, proj["id"], "-o", str(tmp_path / "bad.synfs"),
+                       "--create-view", proj["id"], "--where", "assay = = 'x' AND (")
+    assert bad.returncode == EXIT_BAD_WHERE and len(bad.stderr.strip().splitlines()) == 1
+    view = make_view(api, sub["id"], [sub["id"]])
+    uncovered = snapshot_cli(emulator, token_file, proj["id"], "-o",
+                             str(tmp_path / "u.synfs"), "--view", view["id"])
+    assert uncovered.returncode == EXIT_VIEW_SCOPE, uncovered.stderr
+    assert len(uncovered.stderr.strip().splitlines()) == 1
+
+    other_token = tmp_path / "other-token"
+    other_token.write_text(other.token + "\n")
+    other_token.chmod(0o600)
+    mnt = tmp_path / "mnt-other"
+    mnt.mkdir()
+    info = emulator.info
+    refused = run_synfs([sys.executable, "-m", "synfs", "mount", "--snapshot", str(out),
+                         str(mnt), "--check-user", "--token-file", str(other_token),
+                         "--repo-endpoint", info["repoEndpoint"],
+                         "--file-endpoint", info["fileHandleEndpoint"]])
+    assert refused.returncode == EXIT_OTHER_USER, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not os.path.ismount(mnt)

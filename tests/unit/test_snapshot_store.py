@@ -4,6 +4,7 @@ and the progress line."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sqlite3
 
@@ -166,7 +167,10 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise():
     tty, plain = Tty(), io.StringIO()
     p = Progress(phase="done", files_done=5, files_total=10, folders=2, calls=7)
     Bar(tty, True)(p)
-    Bar(plain, True)(p)
+    bar = Bar(plain, True)
+    bar(dataclasses.replace(p, phase="files"))
+    assert plain.getvalue() == ""              # plain lines only every 10 s
+    bar(p)
     assert tty.getvalue().startswith("\r[##########----------] done: 2 folders, files 5/10, "
                                      "7 calls, ETA ")
     assert plain.getvalue().startswith("done: 2 folders") and plain.getvalue().endswith("\n")
