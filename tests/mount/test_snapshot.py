@@ -88,6 +88,8 @@ def test_snapshot_mount_makes_no_metadata_call(snap, mounts, tmp_path):
     assert status["requests"]["synapse"] == 0, status["requests"]
     assert status["snapshot"]["root"] == layout["project"]
     assert status["options"]["read_only"] is True
+    shown = run_synfs([sys.executable, "-m", "synfs", "status", str(m.path)])
+    assert shown.returncode == 0 and "snapshot" in shown.stdout and str(out) in shown.stdout
 
     read = [p for p in layout["files"] if not p.endswith("100MiB.bin")]
     for rel in read:
