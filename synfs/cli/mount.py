@@ -25,11 +25,14 @@ MOUNT_EPILOG = """examples:
   synfs mount syn12345 /mnt/synapse --token-file ~/.synapse-token --metadata-ttl 300
   synfs mount syn12345 /mnt/synapse -f --log-level INFO      # stay in the foreground
   synfs mount syn12345 /mnt/synapse --allow-other --uid 1000 --gid 1000
+  synfs mount --snapshot tree.synfs /mnt/synapse    # read-only, no metadata call (synfs snapshot)
   synfs unmount /mnt/synapse                        # add --lazy for a dead mount
 
 exit codes: 0 mounted, 1 mount failed, 2 usage, 3 token missing or rejected,
   4 id not found / not readable, 5 id is not a Project or Folder,
-  6 mount point missing or not a directory, 7 mount point busy, 8 Synapse unreachable
+  6 mount point missing or not a directory, 7 mount point busy, 8 Synapse unreachable,
+  9 --snapshot file is not a synfs snapshot (or damaged, unfinished, newer format),
+  12 --check-user: the snapshot was taken by another Synapse user
 """
 
 

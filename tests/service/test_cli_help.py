@@ -6,7 +6,7 @@ import pytest
 
 from tests.service.conftest import SYNFS, run, synfs_cmd
 
-COMMANDS = [[], ["mount"], ["unmount"], ["status"], ["sts-token"], ["install-units"],
+COMMANDS = [[], ["mount"], ["unmount"], ["status"], ["sts-token"], ["install-units"], ["snapshot"],
             ["emulator", "serve"], ["emulator", "add-user"], ["demo"]]
 
 
