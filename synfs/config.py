@@ -95,6 +95,7 @@ class Config:
     debug_modules: tuple[str, ...] = ()    # loggers at DEBUG whatever log_level says
     snapshot: Path | None = None           # --snapshot: serve this snapshot file, read-only
     check_user: bool = False               # --check-user: refuse another user's snapshot
+    view_id: int | None = None             # --view: file sizes of a live mount from this view
 
     def __post_init__(self):
         if self.metadata_ttl < 0:

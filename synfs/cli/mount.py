@@ -32,7 +32,7 @@ exit codes: 0 mounted, 1 mount failed, 2 usage, 3 token missing or rejected,
   4 id not found / not readable, 5 id is not a Project or Folder,
   6 mount point missing or not a directory, 7 mount point busy, 8 Synapse unreachable,
   9 --snapshot file is not a synfs snapshot (or damaged, unfinished, newer format),
-  12 --check-user: the snapshot was taken by another Synapse user
+  10 --view does not cover the id, 12 --check-user: the snapshot was taken by another user
 """
 
 
@@ -45,6 +45,9 @@ def add_mount_parser(sub) -> None:
     p.add_argument("--snapshot", type=Path, metavar="FILE",
                    help="serve this snapshot (synfs snapshot): read-only, names and attributes "
                         "from the file, no metadata call")
+    p.add_argument("--view", metavar="synVIEW",
+                   help="a file view covering the tree: sizes for the whole tree from one query "
+                        "(rows checked against listings) instead of one call per file")
     p.add_argument("--check-user", action="store_true",
                    help="with --snapshot: one GET /userProfile to refuse a snapshot another "
                         "user took (exit 12)")
@@ -108,7 +111,13 @@ def add_mount_parser(sub) -> None:
 
 
 def config_from_args(args, token: auth.FoundToken) -> Config:
+    try:
+        view_id = parse_id(args.view) if args.view else None
+    except ValueError:
+        raise ConfigError(f"--view {args.view!r} is not a Synapse id") from None
     snapshot = args.snapshot.expanduser().absolute() if args.snapshot else None
+    if snapshot is not None and view_id is not None:
+        raise ConfigError("--view and --snapshot exclude each other (a snapshot needs no view)")
     if args.mountpoint is None:
         if snapshot is None:
             raise ConfigError("usage: synfs mount SYN_ID MOUNTPOINT (or --snapshot FILE "
@@ -156,7 +165,7 @@ def config_from_args(args, token: auth.FoundToken) -> Config:
         fuse_options=tuple(args.fuse_options), foreground=args.foreground,
         log_level=args.log_level, log_file=getattr(args, "log_file", None),
         debug_modules=tuple(getattr(args, "debug_modules", ()) or ()),
-        snapshot=snapshot, check_user=args.check_user)
+        snapshot=snapshot, check_user=args.check_user, view_id=view_id)
 
 
 def setup_logging(cfg: Config, detached: bool) -> None:
@@ -188,6 +197,7 @@ def run_mount(args) -> int:
         parts = daemon.build(cfg)
         logs.reapply_levels()       # build() imported clients that quiet HTTP loggers
         root = daemon.preflight(cfg, parts.client, parts.tree)
+        daemon.load_view(cfg, parts)
 
         def ready() -> None:
             if ready_fd is not None:
@@ -245,6 +255,8 @@ def _child_argv(args, cfg: Config, ready_fd: int) -> list[str]:
             "--metadata-cache-entries", str(cfg.metadata_entries)]
     if cfg.cache_dir:
         argv += ["--cache-dir", str(cfg.cache_dir)]
+    if cfg.view_id:
+        argv += ["--view", f"syn{cfg.view_id}"]
     if cfg.snapshot:
         argv += ["--snapshot", str(cfg.snapshot)] + (["--check-user"] if cfg.check_user else [])
     if cfg.s3_endpoint:

@@ -47,6 +47,7 @@ class Parts:
     writer: object = None     # RemoteWriter; None on read-only mounts
     staging: object = None    # StagingArea for writes
     tree: object = None       # SnapTree of a --snapshot mount (None: a live tree)
+    view_files: list = dataclasses.field(default_factory=list)   # --view: file attributes
 
 
 def build(cfg: Config) -> Parts:
@@ -168,6 +169,25 @@ def open_metastore(cfg: Config, user_id: str | None):
     return store if store.enabled else None
 
 
+def load_view(cfg: Config, parts: Parts) -> None:
+    """``--view``: every file's attributes from one query of the view (before mounting)."""
+    if cfg.view_id is None:
+        return
+    from synfs.snapshot.store import SnapshotError
+    from synfs.snapshot.views import view_entities
+    from synfs.synapse.tables import Tables
+
+    try:
+        parts.view_files = view_entities(Tables(parts.client), cfg.view_id, cfg.root_id)
+    except SnapshotError as exc:
+        raise ConfigError(str(exc), exc.exit_code) from None
+    except errors.SynfsError as exc:
+        log.warning("view syn%d unusable (%s): sizes will be fetched file by file",
+                    cfg.view_id, exc)
+        return
+    log.info("view syn%d: attributes of %d files", cfg.view_id, len(parts.view_files))
+
+
 def make_filesystem(cfg: Config, remote, root: Entity, writer=None,
                     staging=None, store=None, tree=None) -> Filesystem:
     return Filesystem(remote, root.id, Options(
@@ -181,6 +201,8 @@ def serve(cfg: Config, parts: Parts, root: Entity,
     store = None if parts.tree is not None else open_metastore(
         cfg, getattr(parts.client, "user_id", None))
     fs = make_filesystem(cfg, parts.remote, root, parts.writer, parts.staging, store, parts.tree)
+    if parts.view_files:
+        fs.tree.remember_files(parts.view_files)
     ops = SynfsOperations(fs, entry_timeout=cfg.metadata_ttl, attr_timeout=cfg.metadata_ttl,
                           xattrs=cfg.xattrs)
     try:

@@ -9,10 +9,15 @@ checked against (a view is eventually consistent), and with ``--where`` only mat
 and the folders on their paths are kept. A file whose row is missing or stale (other version
 or modifiedOn than its listing) is fetched by bundle, so the snapshot is exact; a file that
 does not match ``--where`` by its (possibly stale) row is left out.
+
+``view_entities`` serves live mounts (``synfs mount --view``): every file row as an
+attributes-only entity, which the tree uses only while the listing shows the same version
+and modifiedOn (the same cross-check), so ``ls -l`` needs no call per file.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import time
@@ -21,7 +26,7 @@ from synfs import errors
 from synfs.config import EXIT_BAD_WHERE, EXIT_NOT_FOUND, EXIT_VIEW_SCOPE
 from synfs.snapshot.build import Builder
 from synfs.snapshot.store import Node, SnapshotError
-from synfs.synapse.models import parse_id
+from synfs.synapse.models import Entity, FileHandle, Kind, parse_date, parse_id
 from synfs.synapse.tables import FILE_MASK, VIEW_TYPE, Tables
 
 log = logging.getLogger(__name__)
@@ -153,3 +158,41 @@ def create_temporary_view(tables: Tables, parent_id: int, root_id: int,
                             EXIT_NOT_FOUND) from None
     except errors.NotFound:
         raise SnapshotError(f"syn{parent_id} does not exist", EXIT_NOT_FOUND) from None
+
+
+def _iso_ms(ms: int) -> str:
+    when = dt.datetime.fromtimestamp(ms // 1000, dt.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def entity_from_row(row: dict) -> Entity | None:
+    """A file's attributes from a view row (attributes only: ``from_store``), or None if the
+    row lacks what a size needs. ``modifiedOn`` goes through the same parsing as a listing's,
+    so the tree's (version, modifiedOn) check against the listing compares like with like."""
+    try:
+        eid = parse_id(row.get("id"))
+    except ValueError:
+        return None
+    size, fh_id, version = (_int(row.get("dataFileSizeBytes")), _int(row.get("dataFileHandleId")),
+                            _int(row.get("currentVersion")))
+    modified = _int(row.get("modifiedOn"))
+    if size is None or fh_id is None or version is None or modified is None:
+        return None
+    created = _int(row.get("createdOn"))
+    handle = FileHandle(id=fh_id, size=size, md5=row.get("dataFileMD5Hex"),
+                        concrete_type=row.get("dataFileConcreteType") or "",
+                        bucket=row.get("dataFileBucket"), key=row.get("dataFileKey"),
+                        file_name=row.get("dataFileName"))
+    return Entity(id=eid, name=row.get("name") or "", kind=Kind.FILE, parent_id=None,
+                  etag=row.get("etag") or "",
+                  created_on=parse_date(_iso_ms(created)) if created else 0.0,
+                  modified_on=parse_date(_iso_ms(modified)), version=version,
+                  file_handle_id=fh_id, file_handle=handle, from_store=True)
+
+
+def view_entities(tables: Tables, view_id: int, root_id: int) -> list[Entity]:
+    """Every file row of the view as attributes-only entities (``synfs mount --view``)."""
+    check_view(tables, view_id, root_id)
+    cols = ", ".join(f'"{c}"' for c in COLUMNS + ("name",))
+    rows = tables.query(view_id, f"SELECT {cols} FROM syn{view_id}")
+    return [ent for ent in map(entity_from_row, rows) if ent is not None]
