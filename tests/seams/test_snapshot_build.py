@@ -5,6 +5,11 @@ resuming an interrupted build, and the exact REST calls each source makes."""
 from __future__ import annotations
 
 import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+import time
 import pytest
 
 from synfs.config import EXIT_BAD_WHERE, EXIT_VIEW_SCOPE
@@ -15,6 +20,7 @@ from synfs.synapse.client import Endpoints, SynapseClient
 from synfs.synapse.tables import Tables
 from tests.emulator.test_entities import file_entity, upload
 from tests.emulator.test_views import annotate, make_view
+from tests.harness import ROOT
 
 CONTENTS = {"a/one.txt": b"one", "a/two.txt": b"second file", "a/deep/three.txt": b"3" * 300,
             "b/four.txt": b"four!", "top.txt": b"at the top"}
@@ -156,3 +162,47 @@ def test_an_interrupted_build_resumes_where_it_stopped(emulator, world, tmp_path
     check_exact(snap, ids)
     assert calls.get("POST /entity/children", 0) == 0         # the walk was complete
     assert calls["POST /entity/{id}/bundle2"] == 1 + 5 - 2    # root + the files not done
+
+
+def test_view_paging_and_slow_jobs_still_give_an_exact_snapshot(emulator, world, tmp_path):
+    owner, proj, folders, ids, view = world
+    emulator.set_faults(table_page_rows=2, table_job_s=0.3)
+    calls, snap = build(emulator, owner.token, tmp_path / "p.synfs", proj["id"], view["id"])
+    check_exact(snap, ids)
+    assert calls["POST /entity/{id}/table/query/nextPage/async/start"] >= 2   # 5 rows, 2 a page
+    assert calls["POST /entity/{id}/bundle2"] == 1
+
+
+def test_kill_9_during_a_build_leaves_a_partial_file_that_the_next_run_completes(
+        emulator, world, tmp_path):
+    owner, proj, folders, ids, _ = world
+    token = tmp_path / "token"
+    token.write_text(owner.token + "\n")
+    token.chmod(0o600)
+    out = tmp_path / "k.synfs"
+    info = emulator.info
+    argv = [sys.executable, "-m", "synfs", "snapshot", proj["id"], "-o", str(out),
+            "--token-file", str(token), "--repo-endpoint", info["repoEndpoint"],
+            "--file-endpoint", info["fileHandleEndpoint"], "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    emulator.set_faults(latency_ms=300)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    done = 0
+    while done < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        try:
+            db = sqlite3.connect(f"file:{partial_path(out)}?mode=ro", uri=True)
+            done = db.execute("SELECT COUNT(*) FROM nodes WHERE kind = 'file' AND done = 1"
+                              ).fetchone()[0]
+            db.close()
+        except sqlite3.Error:
+            pass
+    proc.kill()
+    proc.communicate()
+    assert done >= 1 and partial_path(out).exists() and not out.exists()
+    emulator.reset_faults()
+    res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "resuming" in res.stderr
+    check_exact(Snapshot(out), ids)
