@@ -4,7 +4,8 @@
 Synapse and S3, design lesson 5) and returns plain models. It decides how a file's bytes are
 read: ranged S3 GETs with STS credentials when the file handle lives in an STS-enabled
 storage location, pre-signed URLs otherwise (a URL is reused for ``URL_REUSE_S`` seconds, so
-the parts of one file do not each cost a REST call). The core depends on this interface only;
+the parts of one file do not each cost a REST call; on a snapshot mount, ``pin_locations``
+makes the first missing URL bring those of the next files, 100 per call). The core depends on this interface only;
 tests pass an in-memory fake with the same methods (``read_into`` is optional: the prefetcher
 falls back to ``read``). ``downloads`` is the mount's shared ``synfs.prefetch.Downloads``
 (memory budget, single-flight part downloads, disk cache), set by the composition root.

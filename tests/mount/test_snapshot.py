@@ -24,7 +24,7 @@ from synfs.service.runtime import find_status_file
 from tests.emulator.test_acl import grant
 from tests.emulator.test_entities import file_entity, upload
 from tests.emulator.test_views import annotate, make_view
-from tests.mount.conftest import Mount, run_synfs
+from tests.mount.conftest import run_synfs
 
 
 def snapshot_cli(emulator, token_file, *args) -> subprocess.CompletedProcess:
