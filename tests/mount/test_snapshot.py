@@ -240,3 +240,27 @@ def test_mount_a_query_and_the_view_errors_exit_codes(emulator, seeded, mounts, 
                          "--file-endpoint", info["fileHandleEndpoint"]])
     assert refused.returncode == EXIT_OTHER_USER, refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not os.path.ismount(mnt)
+
+
+def test_sts_credentials_are_refreshed_with_no_other_call(snap, mounts, emulator):
+    owner, layout, out, _, _ = snap
+    emulator.set_faults(sts_expiration_s=4)        # refreshed at half life: every 2 s
+    m = mounts(owner.token, layout["project"], "snap-refresh", ["--snapshot", str(out)])
+    big = m.path / "synapse-sts" / "big" / "random-100MiB.bin"
+    expected = content("random-100MiB.bin", BIG_SIZE)
+    fd = os.open(big, os.O_RDONLY)
+    try:
+        deadline, k, by_call = time.monotonic() + 30, 0, {}
+        while time.monotonic() < deadline:
+            offset = (k * 7919 * 4096) % (BIG_SIZE - 4096)
+            assert os.pread(fd, 4096, offset) == expected[offset:offset + 4096]
+            k += 1
+            path, _ = find_status_file(m.path)
+            by_call = json.loads(path.read_text())["requests"]["by_call"]
+            if by_call.get("GET /entity/{id}/sts", 0) >= 2:
+                break
+            time.sleep(0.2)
+    finally:
+        os.close(fd)
+    assert by_call.get("GET /entity/{id}/sts", 0) >= 2, by_call
+    assert set(by_call) == {"GET /entity/{id}/sts"}, by_call
