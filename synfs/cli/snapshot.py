@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -175,6 +176,11 @@ def _build(args) -> int:
         return fail("--view and --create-view exclude each other", EXIT_USAGE)
     if args.where and not (view_id or view_parent):
         return fail("--where needs --view or --create-view", EXIT_USAGE)
+    out = args.output.expanduser().absolute()
+    if not out.parent.is_dir() or not os.access(out.parent, os.W_OK):
+        return fail(f"cannot write {out}: {out.parent} is not a writable directory", EXIT_USAGE)
+    if out.is_dir():
+        return fail(f"{out} is a directory; name the snapshot file", EXIT_USAGE)
     try:
         token = auth.find_token(args.token_file, args.config, args.profile)
     except auth.TokenError as exc:
@@ -188,7 +194,6 @@ def _build(args) -> int:
         repo=repo, file=args.file_endpoint or cfg.get("fileHandleEndpoint",
                                                       PRODUCTION["fileHandleEndpoint"])),
         token.token, retry_budget_s=args.retry_budget)
-    out = args.output.expanduser().absolute()
     started = time.monotonic()
     bar = Bar(sys.stderr, not args.no_progress)
     temp_view = None

@@ -177,3 +177,18 @@ def test_progress_bar_on_a_terminal_and_plain_lines_otherwise():
     quiet = io.StringIO()
     Bar(quiet, False)(p)
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("args, words", [
+    (["syn1", "-o", "/nonexistent/dir/t.synfs"], "not a writable directory"),
+    (["syn1", "-o", "/tmp"], "is a directory"),
+    (["syn1", "-o", "t.synfs", "--where", "a = 1"], "--where needs --view"),
+    (["nonsense", "-o", "t.synfs"], "not a Synapse id"),
+    (["info"], "usage: synfs snapshot info FILE"),
+])
+def test_snapshot_command_line_errors_are_one_line_exit_2(args, words, capsys):
+    from synfs.cli.main import main
+
+    assert main(["snapshot", *args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
