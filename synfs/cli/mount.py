@@ -176,7 +176,7 @@ def setup_logging(cfg: Config, detached: bool) -> None:
 
 
 def run_mount(args) -> int:
-    from synfs.service import daemon
+    from synfs.service import daemon, sources
 
     try:
         if args.token_stdin:
@@ -197,7 +197,7 @@ def run_mount(args) -> int:
         parts = daemon.build(cfg)
         logs.reapply_levels()       # build() imported clients that quiet HTTP loggers
         root = daemon.preflight(cfg, parts.client, parts.tree)
-        daemon.load_view(cfg, parts)
+        sources.load_view(cfg, parts)
 
         def ready() -> None:
             if ready_fd is not None:

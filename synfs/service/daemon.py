@@ -21,10 +21,9 @@ import pyfuse3
 import trio
 
 from synfs import errors
-from synfs.service import sdnotify
+from synfs.service import sdnotify, sources
 from synfs.config import (EXIT_AUTH, EXIT_BUSY, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_NOT_CONTAINER,
-                          EXIT_NOT_FOUND, EXIT_OTHER_USER, EXIT_UNAVAILABLE, Config,
-                          ConfigError)
+                          EXIT_NOT_FOUND, EXIT_UNAVAILABLE, Config, ConfigError)
 from synfs.fs.core import Filesystem, Options
 from synfs.fs.fuse_ops import SynfsOperations
 from synfs.read.datacache import DataCache
@@ -68,7 +67,7 @@ def build(cfg: Config) -> Parts:
              if cfg.cache_dir is not None and cfg.cache_size > 0 else None)
     remote.downloads = Downloads(remote, MemoryBudget(cfg.max_memory), cache)
     if cfg.snapshot is not None:
-        tree = open_snapshot_tree(cfg)
+        tree = sources.open_snapshot_tree(cfg)
         remote.pin_locations(tree.sts_locations, tree.url_batch)
         return Parts(client=client, remote=remote, creds=creds, tree=tree)
     if cfg.read_only:
@@ -101,40 +100,11 @@ def check_mountpoint(cfg: Config) -> None:
         raise ConfigError(f"mount point {mnt} is not a directory", EXIT_MOUNTPOINT)
 
 
-def open_snapshot_tree(cfg: Config):
-    from synfs.fs.snaptree import SnapTree
-    from synfs.snapshot.store import Snapshot, SnapshotError
-
-    try:
-        return SnapTree(Snapshot(cfg.snapshot))
-    except SnapshotError as exc:
-        raise ConfigError(str(exc), exc.exit_code) from None
-
-
-def snapshot_preflight(cfg: Config, client, tree) -> Entity:
-    """A snapshot mount makes no call here, unless ``--check-user`` (one ``GET
-    /userProfile``) asks to refuse a snapshot another Synapse user took."""
-    check_mountpoint(cfg)
-    if cfg.check_user:
-        try:
-            client.user_profile()
-        except errors.AuthenticationFailed:
-            raise ConfigError(f"Synapse rejected the token from {cfg.token_source} "
-                              "(invalid or expired)", EXIT_AUTH) from None
-        except errors.Unavailable as exc:
-            raise ConfigError(f"cannot reach Synapse: {exc}", EXIT_UNAVAILABLE) from None
-        owner = tree.snap.meta.get("user_id")
-        if owner and client.user_id and owner != client.user_id:
-            raise ConfigError(f"{cfg.snapshot} was taken by Synapse user {owner}, not by this "
-                              f"token's user {client.user_id}", EXIT_OTHER_USER)
-    return tree.snap.root.entity()
-
-
 def preflight(cfg: Config, client, tree=None) -> Entity:
     """Validate mount point, token and root entity; return the root entity."""
-    if tree is not None:
-        return snapshot_preflight(cfg, client, tree)
     check_mountpoint(cfg)
+    if tree is not None:
+        return sources.snapshot_preflight(cfg, client, tree)
     try:
         client.user_profile()
     except errors.AuthenticationFailed:
@@ -169,25 +139,6 @@ def open_metastore(cfg: Config, user_id: str | None):
     return store if store.enabled else None
 
 
-def load_view(cfg: Config, parts: Parts) -> None:
-    """``--view``: every file's attributes from one query of the view (before mounting)."""
-    if cfg.view_id is None:
-        return
-    from synfs.snapshot.store import SnapshotError
-    from synfs.snapshot.views import view_entities
-    from synfs.synapse.tables import Tables
-
-    try:
-        parts.view_files = view_entities(Tables(parts.client), cfg.view_id, cfg.root_id)
-    except SnapshotError as exc:
-        raise ConfigError(str(exc), exc.exit_code) from None
-    except errors.SynfsError as exc:
-        log.warning("view syn%d unusable (%s): sizes will be fetched file by file",
-                    cfg.view_id, exc)
-        return
-    log.info("view syn%d: attributes of %d files", cfg.view_id, len(parts.view_files))
-
-
 def make_filesystem(cfg: Config, remote, root: Entity, writer=None,
                     staging=None, store=None, tree=None) -> Filesystem:
     return Filesystem(remote, root.id, Options(
@@ -202,7 +153,7 @@ def serve(cfg: Config, parts: Parts, root: Entity,
         cfg, getattr(parts.client, "user_id", None))
     fs = make_filesystem(cfg, parts.remote, root, parts.writer, parts.staging, store, parts.tree)
     if parts.view_files:
-        fs.tree.remember_files(parts.view_files)
+        fs.tree.remember_files(parts.view_files)      # --view (sources.load_view)
     ops = SynfsOperations(fs, entry_timeout=cfg.metadata_ttl, attr_timeout=cfg.metadata_ttl,
                           xattrs=cfg.xattrs)
     try:
