@@ -264,3 +264,26 @@ def test_sts_credentials_are_refreshed_with_no_other_call(snap, mounts, emulator
         os.close(fd)
     assert by_call.get("GET /entity/{id}/sts", 0) >= 2, by_call
     assert set(by_call) == {"GET /entity/{id}/sts"}, by_call
+
+
+def test_pre_signed_urls_come_100_files_per_call(seeded, emulator, mounts, tmp_path):
+    owner = seeded[0]
+    api = owner.api
+    proj = api.project()
+    folders = [api.folder(proj["id"], f"d{d}")["id"] for d in range(2)]
+    want = {}
+    for i in range(150):                         # no STS: every file needs a pre-signed URL
+        name, data = f"d{i % 2}/f{i:03d}.txt", f"file {i}\n".encode()
+        file_entity(api, folders[i % 2], name[3:], upload(api, data, name[3:]))
+        want[name] = data
+    token_file = tmp_path / "token"
+    token_file.write_text(owner.token + "\n")
+    token_file.chmod(0o600)
+    out = tmp_path / "many.synfs"
+    assert snapshot_cli(emulator, token_file, proj["id"], "-o", str(out)).returncode == 0
+    m = mounts(owner.token, proj["id"], "snap-urls", ["--snapshot", str(out)])
+    got = {f"{d}/{n}": (m.path / d / n).read_bytes()
+           for d in ("d0", "d1") for n in sorted(os.listdir(m.path / d))}
+    assert got == want
+    by_call = status_after(m.path, time.time())["requests"]["by_call"]
+    assert by_call == {"POST /fileHandle/batch": 2}, by_call     # ceil(150 / 100)
