@@ -25,6 +25,10 @@ EXIT_NOT_CONTAINER = 5   # the id is a File (or another non-folder entity)
 EXIT_MOUNTPOINT = 6      # mount point missing or not a directory
 EXIT_BUSY = 7            # mount point already a mount
 EXIT_UNAVAILABLE = 8     # Synapse could not be reached
+EXIT_BAD_SNAPSHOT = 9    # not a synfs snapshot, corrupt, unfinished, or of a newer format
+EXIT_VIEW_SCOPE = 10     # the file view does not cover the snapshot's root (or is no view)
+EXIT_BAD_WHERE = 11      # --where is not a valid SQL condition over the view's columns
+EXIT_OTHER_USER = 12     # the snapshot was taken by another Synapse user than the token's
 
 
 class ConfigError(ValueError):
@@ -89,6 +93,9 @@ class Config:
     log_level: str = "WARNING"
     log_file: Path | None = None
     debug_modules: tuple[str, ...] = ()    # loggers at DEBUG whatever log_level says
+    snapshot: Path | None = None           # --snapshot: serve this snapshot file, read-only
+    check_user: bool = False               # --check-user: refuse another user's snapshot
+    view_id: int | None = None             # --view: file sizes of a live mount from this view
 
     def __post_init__(self):
         if self.metadata_ttl < 0:

@@ -98,6 +98,7 @@ def test_demo_seeds_mounts_and_stops_cleanly(tmp_path):
             subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
     assert not leftover, "the signal storm left the demo's mount behind"
     assert not processes_using(data), "the demo left a process (its S3 server?) running"
+    assert "Traceback" not in (data / "mount.log").read_text()
 
 
 def processes_using(path) -> list[int]:
@@ -111,4 +112,3 @@ def processes_using(path) -> list[int]:
         except OSError:
             pass
     return found
-    assert "Traceback" not in (data / "mount.log").read_text()

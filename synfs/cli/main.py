@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
             from synfs.cli.register import run_register
 
             return run_register(args)
+        if args.command == "snapshot":
+            from synfs.cli.snapshot import run_snapshot
+
+            return run_snapshot(args)
         if args.command == "install-units":
             from synfs.cli.install import run_install
 

@@ -25,20 +25,33 @@ MOUNT_EPILOG = """examples:
   synfs mount syn12345 /mnt/synapse --token-file ~/.synapse-token --metadata-ttl 300
   synfs mount syn12345 /mnt/synapse -f --log-level INFO      # stay in the foreground
   synfs mount syn12345 /mnt/synapse --allow-other --uid 1000 --gid 1000
+  synfs mount --snapshot tree.synfs /mnt/synapse    # read-only, no metadata call (synfs snapshot)
   synfs unmount /mnt/synapse                        # also a dead mount (daemon gone)
 
 exit codes: 0 mounted, 1 mount failed, 2 usage, 3 token missing or rejected,
   4 id not found / not readable, 5 id is not a Project or Folder,
   6 mount point missing, not a directory, or not empty (add -o nonempty),
-  7 mount point already mounted (or a dead mount: synfs unmount it), 8 Synapse unreachable
+  7 mount point already mounted (or a dead mount: synfs unmount it), 8 Synapse unreachable,
+  9 --snapshot file is not a synfs snapshot (or damaged, unfinished, newer format),
+  10 --view does not cover the id, 12 --check-user: the snapshot was taken by another user
 """
 
 
 def add_mount_parser(sub) -> None:
     p = sub.add_parser("mount", help="mount a Synapse Project or Folder",
                        epilog=MOUNT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("syn_id", help="the Project or Folder to mount, e.g. syn12345")
-    p.add_argument("mountpoint", type=Path)
+    p.add_argument("syn_id", help="the Project or Folder to mount, e.g. syn12345 (left out "
+                   "with --snapshot)")
+    p.add_argument("mountpoint", type=Path, nargs="?")
+    p.add_argument("--snapshot", type=Path, metavar="FILE",
+                   help="serve this snapshot (synfs snapshot): read-only, names and attributes "
+                        "from the file, no metadata call")
+    p.add_argument("--view", metavar="synVIEW",
+                   help="a file view covering the tree: sizes for the whole tree from one query "
+                        "(rows checked against listings) instead of one call per file")
+    p.add_argument("--check-user", action="store_true",
+                   help="with --snapshot: one GET /userProfile to refuse a snapshot another "
+                        "user took (exit 12)")
     p.add_argument("-f", "--foreground", action="store_true", help="do not detach")
     p.add_argument("--token-file", type=Path, help="file holding the Synapse access token")
     p.add_argument("--config", type=Path, help="synapseclient config file (~/.synapseConfig)")
@@ -100,9 +113,35 @@ def add_mount_parser(sub) -> None:
 
 def config_from_args(args, token: auth.FoundToken) -> Config:
     try:
-        root_id = parse_id(args.syn_id)
+        view_id = parse_id(args.view) if args.view else None
     except ValueError:
-        raise ConfigError(f"{args.syn_id!r} is not a Synapse id (expected e.g. syn12345)") from None
+        raise ConfigError(f"--view {args.view!r} is not a Synapse id") from None
+    snapshot = args.snapshot.expanduser().absolute() if args.snapshot else None
+    if snapshot is not None and view_id is not None:
+        raise ConfigError("--view and --snapshot exclude each other (a snapshot needs no view)")
+    if args.mountpoint is None:
+        if snapshot is None:
+            raise ConfigError("usage: synfs mount SYN_ID MOUNTPOINT (or --snapshot FILE "
+                              "MOUNTPOINT)")
+        args.syn_id, args.mountpoint = None, Path(args.syn_id)
+    if snapshot is not None:
+        from synfs.snapshot.store import Snapshot, SnapshotError
+
+        try:
+            snap = Snapshot(snapshot)
+        except SnapshotError as exc:
+            raise ConfigError(str(exc), exc.exit_code) from None
+        root_id = snap.root_id
+        snap.close()
+        if args.syn_id is not None and args.syn_id not in (f"syn{root_id}", str(root_id)):
+            raise ConfigError(f"{snapshot} is a snapshot of syn{root_id}, not {args.syn_id}")
+        args.read_only = True
+    else:
+        try:
+            root_id = parse_id(args.syn_id)
+        except ValueError:
+            raise ConfigError(f"{args.syn_id!r} is not a Synapse id (expected e.g. "
+                              "syn12345)") from None
     from_cfg = auth.endpoints_from_config(args.config)
     return Config(
         root_id=root_id, mountpoint=args.mountpoint.expanduser().absolute(), token=token.token,
@@ -126,7 +165,8 @@ def config_from_args(args, token: auth.FoundToken) -> Config:
         metadata_entries=args.metadata_cache_entries, xattrs=args.xattrs,
         fuse_options=tuple(args.fuse_options), foreground=args.foreground,
         log_level=args.log_level, log_file=getattr(args, "log_file", None),
-        debug_modules=tuple(getattr(args, "debug_modules", ()) or ()))
+        debug_modules=tuple(getattr(args, "debug_modules", ()) or ()),
+        snapshot=snapshot, check_user=args.check_user, view_id=view_id)
 
 
 def setup_logging(cfg: Config, detached: bool) -> None:
@@ -137,7 +177,7 @@ def setup_logging(cfg: Config, detached: bool) -> None:
 
 
 def run_mount(args) -> int:
-    from synfs.service import daemon
+    from synfs.service import daemon, sources
 
     try:
         if args.token_stdin:
@@ -157,7 +197,8 @@ def run_mount(args) -> int:
         setup_logging(cfg, detached=ready_fd is not None)
         parts = daemon.build(cfg)
         logs.reapply_levels()       # build() imported clients that quiet HTTP loggers
-        root = daemon.preflight(cfg, parts.client)
+        root = daemon.preflight(cfg, parts.client, parts.tree)
+        sources.load_view(cfg, parts)
 
         def ready() -> None:
             if ready_fd is not None:
@@ -176,7 +217,7 @@ def start_detached(args, cfg: Config) -> int:
     from synfs.service import daemon
 
     parts = daemon.build(cfg)
-    daemon.preflight(cfg, parts.client)
+    daemon.preflight(cfg, parts.client, parts.tree)
     read_end, write_end = os.pipe()
     argv = _child_argv(args, cfg, write_end)
     env = dict(os.environ)
@@ -215,6 +256,10 @@ def _child_argv(args, cfg: Config, ready_fd: int) -> list[str]:
             "--metadata-cache-entries", str(cfg.metadata_entries)]
     if cfg.cache_dir:
         argv += ["--cache-dir", str(cfg.cache_dir)]
+    if cfg.view_id:
+        argv += ["--view", f"syn{cfg.view_id}"]
+    if cfg.snapshot:
+        argv += ["--snapshot", str(cfg.snapshot)] + (["--check-user"] if cfg.check_user else [])
     if cfg.s3_endpoint:
         argv += ["--s3-endpoint", cfg.s3_endpoint]
     if cfg.allow_other:

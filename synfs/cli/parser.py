@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_recover_parser(sub)
 
+    from synfs.cli.snapshot import add_snapshot_parser
+
+    add_snapshot_parser(sub)
+
     demo = sub.add_parser("demo", help="start emulator + S3, seed a sample project (and mount it)",
                           epilog=EPILOG_DEMO, formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--data-dir", type=Path, help="state directory (default: a fresh temp dir)")

@@ -50,12 +50,13 @@ class DirHandle:
 class Filesystem:
     def __init__(self, remote, root_id: int, options: Options = Options(),
                  clock: Callable[[], float] = time.monotonic, *, writer=None, staging=None,
-                 read_only: bool = True, store=None):
+                 read_only: bool = True, store=None, tree=None):
         self.remote = remote
         self.root_id = root_id
         self.opts = options
         self._fh = itertools.count(1)
-        self.tree = Tree(remote, root_id, options, clock, store)
+        # a live Tree, or another with its methods (synfs.fs.snaptree.SnapTree)
+        self.tree = tree if tree is not None else Tree(remote, root_id, options, clock, store)
         self.attrs = AttrMaker(options, self.tree.ino_of)
         self.reads = OpenFiles(remote, options.readahead, self._new_fh,
                                options.cache_entries, clock)

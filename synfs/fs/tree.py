@@ -132,6 +132,12 @@ class Tree:
 
         return await self._entity_flight.do(entity_id, fetch)
 
+    def remember_files(self, entities) -> None:
+        """Attributes-only file entities known in bulk (a file view): used, like the
+        metadata store's, only while the listing shows the same version and modifiedOn."""
+        for ent in entities:
+            self._stored.set(ent.id, ent)
+
     def cache_entity(self, ent: Entity) -> None:
         self._entities.set(ent.id, ent)
 

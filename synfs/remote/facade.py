@@ -4,7 +4,8 @@
 Synapse and S3, design lesson 5) and returns plain models. It decides how a file's bytes are
 read: ranged S3 GETs with STS credentials when the file handle lives in an STS-enabled
 storage location, pre-signed URLs otherwise (a URL is reused for ``URL_REUSE_S`` seconds, so
-the parts of one file do not each cost a REST call). The core depends on this interface only;
+the parts of one file do not each cost a REST call; on a snapshot mount, ``pin_locations``
+makes the first missing URL bring those of the next files, 100 per call). The core depends on this interface only;
 tests pass an in-memory fake with the same methods (``read_into`` is optional: the prefetcher
 falls back to ``read``). ``downloads`` is the mount's shared ``synfs.prefetch.Downloads``
 (memory budget, single-flight part downloads, disk cache), set by the composition root.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 import trio
 
@@ -56,6 +57,14 @@ class Remote:
 
     async def list_children(self, parent_id: int) -> list[ChildHeader]:
         return await self._synapse(self.client.list_children, parent_id)
+
+    def pin_locations(self, sts_by_location: dict[int, bool],
+                      url_batch: Callable[[int], list[tuple[int, int]]] | None = None) -> None:
+        """For a snapshot mount: which storage locations are STS-enabled is already known (no
+        call to ask), and a missing pre-signed URL is fetched together with those of the files
+        ``url_batch(entity_id)`` names (``POST /fileHandle/batch``, up to 100 per call)."""
+        self._sts_locations.update(sts_by_location)
+        self._urls.batch = url_batch
 
     async def is_sts_location(self, entity_id: int, storage_location_id: int | None) -> bool:
         """Whether a storage location is STS-enabled (a storage location never changes this)."""
@@ -104,13 +113,42 @@ class Remote:
 
 class _UrlCache:
     """Pre-signed URLs per file handle, reused while young (thread-safe: worker threads ask).
-    A provider's second call (after a 403 or a long retry) always fetches a new URL."""
+    A provider's second call (after a 403 or a long retry) always fetches a new URL. With a
+    ``batch`` hint (snapshot mounts) a missing URL comes with those of the hinted files, in
+    one call, and one batch is fetched at a time (the next asker finds its URL cached)."""
 
     def __init__(self, client, clock=time.monotonic):
         self.client = client
         self.clock = clock
         self._lock = threading.Lock()
+        self._fetching = threading.Lock()
         self._urls: dict[int, tuple[float, str]] = {}
+        self.batch: Callable[[int], list[tuple[int, int]]] | None = None
+
+    def _young(self, file_handle_id: int) -> str | None:
+        with self._lock:
+            cached = self._urls.get(file_handle_id)
+        return cached[1] if cached and self.clock() - cached[0] < URL_REUSE_S else None
+
+    def _batched(self, entity_id: int, file_handle_id: int) -> str:
+        with self._fetching:
+            url = self._young(file_handle_id)
+            if url is not None:
+                return url
+            pairs = [(entity_id, file_handle_id)] + [
+                (e, f) for e, f in self.batch(entity_id) if self._young(f) is None]
+            got = self.client.presigned_urls(pairs)
+            now = self.clock()
+            with self._lock:
+                if len(self._urls) + len(got) >= 10_000:
+                    self._urls.clear()
+                for fh, value in got.items():
+                    if isinstance(value, str):
+                        self._urls[fh] = (now, value)
+        mine = got.get(file_handle_id)
+        if isinstance(mine, Exception):
+            raise mine
+        return mine
 
     def provider(self, entity_id: int, file_handle_id: int):
         calls = [0]
@@ -121,6 +159,8 @@ class _UrlCache:
                 cached = self._urls.get(file_handle_id)
             if calls[0] == 1 and cached and self.clock() - cached[0] < URL_REUSE_S:
                 return cached[1]
+            if calls[0] == 1 and self.batch is not None:
+                return self._batched(entity_id, file_handle_id)
             fresh = self.client.presigned_url(entity_id, file_handle_id)
             with self._lock:
                 if len(self._urls) >= 10_000:

@@ -21,7 +21,7 @@ import pyfuse3
 import trio
 
 from synfs import errors
-from synfs.service import lifecycle, mounts, sdnotify
+from synfs.service import lifecycle, mounts, sdnotify, sources
 from synfs.config import (EXIT_AUTH, EXIT_BUSY, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_NOT_CONTAINER,
                           EXIT_NOT_FOUND, EXIT_UNAVAILABLE, Config, ConfigError)
 from synfs.fs.core import Filesystem, Options
@@ -45,6 +45,8 @@ class Parts:
     creds: object = None      # the STS CredentialStore (its status() feeds synfs status)
     writer: object = None     # RemoteWriter; None on read-only mounts
     staging: object = None    # StagingArea for writes
+    tree: object = None       # SnapTree of a --snapshot mount (None: a live tree)
+    view_files: list = dataclasses.field(default_factory=list)   # --view: file attributes
 
 
 def build(cfg: Config) -> Parts:
@@ -64,6 +66,10 @@ def build(cfg: Config) -> Parts:
     cache = (DataCache(cfg.cache_dir, disk)
              if cfg.cache_dir is not None and cfg.cache_size > 0 else None)
     remote.downloads = Downloads(remote, MemoryBudget(cfg.max_memory), cache)
+    if cfg.snapshot is not None:
+        tree = sources.open_snapshot_tree(cfg)
+        remote.pin_locations(tree.sts_locations, tree.url_batch)
+        return Parts(client=client, remote=remote, creds=creds, tree=tree)
     if cfg.read_only:
         return Parts(client=client, remote=remote, creds=creds)
     from synfs.remote.writer import RemoteWriter
@@ -108,9 +114,11 @@ def check_mountpoint(cfg: Config) -> None:
                               EXIT_MOUNTPOINT)
 
 
-def preflight(cfg: Config, client) -> Entity:
+def preflight(cfg: Config, client, tree=None) -> Entity:
     """Validate mount point, token and root entity; return the root entity."""
     check_mountpoint(cfg)
+    if tree is not None:
+        return sources.snapshot_preflight(cfg, client, tree)
     try:
         client.user_profile()
     except errors.AuthenticationFailed:
@@ -146,17 +154,20 @@ def open_metastore(cfg: Config, user_id: str | None):
 
 
 def make_filesystem(cfg: Config, remote, root: Entity, writer=None,
-                    staging=None, store=None) -> Filesystem:
+                    staging=None, store=None, tree=None) -> Filesystem:
     return Filesystem(remote, root.id, Options(
         metadata_ttl=cfg.metadata_ttl, negative_ttl=cfg.negative_ttl, uid=cfg.uid, gid=cfg.gid,
         file_mode=cfg.file_mode, dir_mode=cfg.dir_mode), writer=writer, staging=staging,
-        read_only=cfg.read_only, store=store)
+        read_only=cfg.read_only, store=store, tree=tree)
 
 
 def serve(cfg: Config, parts: Parts, root: Entity,
           on_ready: Callable[[], None] = lambda: None) -> int:
-    store = open_metastore(cfg, getattr(parts.client, "user_id", None))
-    fs = make_filesystem(cfg, parts.remote, root, parts.writer, parts.staging, store)
+    store = None if parts.tree is not None else open_metastore(
+        cfg, getattr(parts.client, "user_id", None))
+    fs = make_filesystem(cfg, parts.remote, root, parts.writer, parts.staging, store, parts.tree)
+    if parts.view_files:
+        fs.tree.remember_files(parts.view_files)      # --view (sources.load_view)
     recover = start_recovery(parts, fs)
     ops = SynfsOperations(fs, entry_timeout=cfg.metadata_ttl, attr_timeout=cfg.metadata_ttl,
                           xattrs=cfg.xattrs)

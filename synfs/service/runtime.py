@@ -153,6 +153,9 @@ class StatusPublisher:
             "refresh_signal": "SIGUSR1",        # synfs status may ask for a fresh report
             "errors": _safe("errors", errors.status, self._warned),
         }
+        tree = getattr(self.parts, "tree", None)
+        if callable(getattr(tree, "status", None)):
+            out["snapshot"] = _safe("snapshot", tree.status, self._warned)
         creds = getattr(self.parts, "creds", None)
         if callable(getattr(creds, "status", None)):
             out["credentials"] = _safe("credentials", creds.status, self._warned)

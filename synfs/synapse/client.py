@@ -436,6 +436,19 @@ class SynapseClient:
                               entity=f"syn{entity_id}")
         return url
 
+    def presigned_urls(self, pairs: list[tuple[int, int]]) -> dict[int, str | SynfsError]:
+        """Pre-signed URLs for up to 100 ``(entity_id, file_handle_id)`` pairs in one call."""
+        items = {str(r.get("fileHandleId")): r
+                 for r in self._batch(pairs[:BATCH_LIMIT], handles=False, urls=True)}
+        out: dict[int, str | SynfsError] = {}
+        for eid, fh in pairs[:BATCH_LIMIT]:
+            item = items.get(str(fh))
+            err = self._item_error(item, eid, fh)
+            url = item.get("preSignedURL") if err is None else None
+            out[fh] = url or err or Unavailable(f"POST /fileHandle/batch: no URL for {fh}",
+                                                entity=f"syn{eid}")
+        return out
+
     def sts_credentials(self, entity_id: int, permission: str = "read_only") -> StsCredentials:
         data = self._request("GET", "repo", f"/entity/syn{entity_id}/sts",
                              params={"permission": permission}, entity_id=entity_id)

@@ -6,9 +6,8 @@ import pytest
 
 from tests.service.conftest import SYNFS, run, synfs_cmd
 
-COMMANDS = [[], ["mount"], ["unmount"], ["status"], ["sts-token"], ["install-units"],
-            ["emulator", "serve"], ["emulator", "add-user"], ["demo"],
-            ["register"]]
+COMMANDS = [[], ["mount"], ["unmount"], ["status"], ["sts-token"], ["install-units"], ["snapshot"],
+            ["emulator", "serve"], ["emulator", "add-user"], ["demo"], ["register"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "synfs")

@@ -12,7 +12,7 @@ import synfs
 PKG = Path(synfs.__file__).parent
 
 # A room may import its own modules and rooms of a lower rank; equal ranks may not mix.
-RANK = {"cli": 6, "service": 5, "fs": 4, "read": 3, "write": 3, "register": 3,
+RANK = {"cli": 6, "service": 5, "fs": 4, "read": 3, "write": 3, "register": 3, "snapshot": 3,
         "remote": 2,
         "synapse": 1, "s3": 1, "emulator": 1}
 FOUNDATION = {"synfs", "synfs.errors", "synfs.config", "synfs.cache", "synfs.diskbudget",

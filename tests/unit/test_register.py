@@ -5,7 +5,6 @@ progress bar and summary."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import threading
