@@ -69,6 +69,14 @@ class ContentChanged(SynfsError):
     level = logging.INFO
 
 
+class OpenForReading(SynfsError):
+    """Writing a file this mount has open for reading: the kernel keeps one size and one page
+    cache per inode, so the readers' pinned version could not stay intact."""
+
+    errno = errno.ETXTBSY
+    level = logging.INFO
+
+
 class InvalidRequest(SynfsError):
     """Synapse said 400: the request cannot be honoured as made."""
 

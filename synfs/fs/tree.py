@@ -7,7 +7,12 @@ fetches so that concurrent requests for one entity or listing share one REST cal
 Identity: inode numbers are the numeric Synapse ids (stable across remounts); the mount's root
 entity is inode 1. Files this mount creates have no id until their first save: they get
 temporary inodes (from 2**48 up), which stay aliases of the new entity for as long as the
-kernel remembers them. Projects and Folders are directories, FileEntities regular files; other
+kernel remembers them.
+Pinned inodes: an inode whose open files read a version that is no longer the file's current
+one (a new version was saved, here or elsewhere) is *frozen* to that version (``retire``):
+it keeps answering the old version for its readers, and the entity gets a fresh inode number
+for its new version, so the kernel's per-inode size and page cache of the two never mix.
+Projects and Folders are directories, FileEntities regular files; other
 entity types are not shown.
 
 REST frugality: a listing (one call per 50 children) gives every child's name, type, version
@@ -64,6 +69,7 @@ class Tree:
         self._ino_to_id: dict[int, int] = {}               # temp/aliased ino -> entity id
         self._id_to_ino: dict[int, int] = {}               # entity id -> ino the kernel knows
         self._next_temp = TEMP_INO_BASE
+        self._frozen: dict[int, Entity] = {}               # ino -> the version it stays at
         self.in_use: Callable[[int], bool] = lambda ino: False   # set by the core
 
     # ---- identity --------------------------------------------------------------------------
@@ -75,7 +81,22 @@ class Tree:
     def ino_of(self, entity_id: int) -> int:
         if entity_id == self.root_id:
             return ROOT_INO
-        return self._id_to_ino.get(entity_id, entity_id)
+        ino = self._id_to_ino.get(entity_id, entity_id)
+        if ino in self._frozen:         # its inode stays at an old version: give it a new one
+            ino = self.new_temp_ino()
+            self.alias(ino, entity_id)
+        return ino
+
+    def frozen(self, ino: int) -> Entity | None:
+        """The old version a retired inode stays at (see ``retire``), or None."""
+        return self._frozen.get(ino)
+
+    def retire(self, ino: int, pinned: Entity) -> None:
+        """``ino`` stays at version ``pinned`` (its open files read it) while the entity moves
+        on to a newer version or is gone: from now on the entity has another inode number."""
+        self._frozen[ino] = pinned
+        log.debug("inode %d stays at syn%d version %s for its open files", ino, pinned.id,
+                  pinned.version)
 
     def is_known_ino(self, ino: int) -> bool:
         """False for a temporary inode whose file is gone (never saved, handle closed)."""
@@ -97,6 +118,7 @@ class Tree:
     def drop_alias_if_unused(self, ino: int) -> None:
         if ino in self.lookups or self.in_use(ino):
             return
+        self._frozen.pop(ino, None)
         eid = self._ino_to_id.pop(ino, None)
         if eid is not None and self._id_to_ino.get(eid) == ino:
             del self._id_to_ino[eid]
@@ -165,6 +187,14 @@ class Tree:
         """The entity's header from its parent's cached listing, if any."""
         place = self._headers.get(entity_id)
         return place[2] if place is not None else None
+
+    def modified_on(self, entity_id: int) -> float:
+        """What the caches know of the entity's modifiedOn (0 when nothing), without a call."""
+        place = self._headers.get(entity_id)
+        if place is not None:
+            return place[2].modified_on
+        ent = self._entities.get(entity_id)
+        return ent.modified_on if ent is not None else 0.0
 
     def known(self, child: ChildHeader) -> Entity | None:
         """The entity behind a listing header if it is known for that version, without a call."""

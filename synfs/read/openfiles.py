@@ -7,6 +7,11 @@ keep its page cache (the same file handle as the last open of that inode); ``rea
 over the mount's shared ``Downloads`` (memory budget, single-flight part downloads, optional
 disk cache): ``remote.downloads`` when the composition root set one, else a default one per
 remote (tests with fake remotes).
+
+Pins: every open file remembers the inode it was opened on; ``pinned(ino)`` is the entity (the
+version) the inode's open files read, so the core can keep answering that inode's attributes
+from it after the file is deleted or replaced (``synfs.fs.core``). All open files of one inode
+read the same version: the kernel keeps one size and one page cache per inode.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ __all__ = ["OpenFile", "OpenFiles", "ReadaheadPolicy"]
 
 class OpenFile:
     def __init__(self, entity: Entity, remote, policy: ReadaheadPolicy,
-                 downloads: Downloads | None = None):
+                 downloads: Downloads | None = None, ino: int = 0):
         self.entity = entity
+        self.ino = ino
         self.size = entity.file_handle.size
         self.downloads = downloads if downloads is not None else Downloads.for_remote(remote)
         self.prefetcher = Prefetcher(entity, self.downloads, policy)
@@ -50,6 +56,7 @@ class OpenFiles:
         self.policy = policy
         self.new_fh = new_fh
         self._files: dict[int, OpenFile] = {}
+        self._pins: dict[int, dict[int, OpenFile]] = {}    # ino -> its open files by fh
         # ino -> file handle id of its last open: same content, the page cache may stay
         self._last_handle: TTLCache[int, int] = TTLCache(entries, 24 * 3600, clock)
 
@@ -58,6 +65,15 @@ class OpenFiles:
 
     def __len__(self) -> int:
         return len(self._files)
+
+    def pinned(self, ino: int) -> Entity | None:
+        """The version the open files of ``ino`` read, or None when none is open."""
+        files = self._pins.get(ino)
+        return next(iter(files.values())).entity if files else None
+
+    def ino_of(self, fh: int) -> int | None:
+        handle = self._files.get(fh)
+        return handle.ino if handle is not None else None
 
     def open(self, ino: int, ent: Entity) -> tuple[int, bool]:
         """Open ``ent`` (its current version) for reading; returns (fh, keep_cache)."""
@@ -71,7 +87,8 @@ class OpenFiles:
             raise errors.PermissionDenied(
                 f"syn{ent.id} ({ent.name}): no DOWNLOAD permission", entity=f"syn{ent.id}")
         fh = self.new_fh()
-        self._files[fh] = OpenFile(ent, self.remote, self.policy)
+        self._files[fh] = handle = OpenFile(ent, self.remote, self.policy, ino=ino)
+        self._pins.setdefault(ino, {})[fh] = handle
         keep = self._last_handle.get(ino) == ent.file_handle.id
         self._last_handle.set(ino, ent.file_handle.id)
         return fh, keep
@@ -87,5 +104,10 @@ class OpenFiles:
         handle = self._files.pop(fh, None)
         if handle is None:
             return False
+        files = self._pins.get(handle.ino)
+        if files is not None:
+            files.pop(fh, None)
+            if not files:
+                del self._pins[handle.ino]
         handle.close()
         return True
