@@ -76,6 +76,7 @@ class Filesystem:
         self.writes = WritePath(self.tree, remote, writer, staging, read_only, self._new_fh)
         self.namespace = Namespace(self.tree, self.writes)
         self.tree.in_use = self._in_use
+        self.tree.writing = lambda ino: self.writes.active_handle(ino) is not None
         self._dirs: dict[int, DirHandle] = {}
 
     def _new_fh(self) -> int:
@@ -119,18 +120,18 @@ class Filesystem:
 
     def _retire_if_moved_on(self, entity_id: int, version: int | None,
                             file_handle_id: int | None) -> bool:
-        """If the file's inode has open readers of another version than (``version``,
-        ``file_handle_id``), that inode stays theirs and the file gets a new inode."""
-        ino = self.tree.ino_of(entity_id)
-        pinned = self.reads.pinned(ino)
-        if pinned is None or self.writes.active_handle(ino) is not None:
-            return False
-        same = (pinned.file_handle_id == file_handle_id if file_handle_id is not None
-                else pinned.version == version)
-        if same:
-            return False
-        self.tree.retire(ino, pinned)
-        return True
+        """Every inode with open readers of another version of the file than (``version``,
+        ``file_handle_id``) stays theirs; the file gets a new inode."""
+        retired = False
+        for ino, pinned in self.reads.pins_of(entity_id):
+            if self.tree.frozen(ino) is not None or self.writes.active_handle(ino) is not None:
+                continue
+            same = (pinned.file_handle_id == file_handle_id if file_handle_id is not None
+                    else pinned.version == version)
+            if not same:
+                self.tree.retire(ino, pinned)
+                retired = True
+        return retired
 
     def _pinned_attr(self, ino: int, ent: Entity) -> Attr:
         """An inode that stays at the version its open files read; no name leads to it."""
@@ -147,7 +148,7 @@ class Filesystem:
         if not self.tree.is_known_ino(ino):
             raise errors.NotFound("an unsaved file that is gone")
         try:
-            attr = await self._current_attr(ino)
+            attr, current = await self._current_attr(ino)
         except errors.NotFound:
             pinned = self.reads.pinned(ino)
             if pinned is not None:          # deleted while open: its readers keep it
@@ -157,27 +158,29 @@ class Filesystem:
                 return dataclasses.replace(self.attrs.make(ino, True, 0, folder.mtime), nlink=0)
             raise
         pinned = self.reads.pinned(ino)
-        if pinned is not None and attr.ino != ino and self.tree.frozen(ino) is None:
-            self.tree.retire(ino, pinned)   # the file's name leads to another inode now
+        if pinned is not None and current is not None and self.tree.frozen(ino) is None and \
+                current.file_handle_id != pinned.file_handle_id:
+            self.tree.retire(ino, pinned)   # its name leads to another version now
         frozen = self.tree.frozen(ino)      # the answer showed a newer version than pinned
         return self._pinned_attr(ino, frozen) if frozen is not None else attr
 
-    async def _current_attr(self, ino: int) -> Attr:
+    async def _current_attr(self, ino: int) -> tuple[Attr, Entity | None]:
+        """The attributes of what the inode's entity is now, and that entity (a file's)."""
         entity_id = self.tree.entity_id(ino)
         header = self.tree.header(entity_id)
         if header is not None and ino != ROOT_INO:
             ent = self.tree.known(header)
             if ent is not None:
-                return self._entry_attr(ent)
+                return self._entry_attr(ent), ent
             if header.kind.is_container:
-                return self.attrs.of_header(header)
+                return self.attrs.of_header(header), None
             ent = await self.tree.fetch_file(entity_id)
         else:
             ent = await self.tree.entity(entity_id)
         if ent.kind not in SHOWN_KINDS:
             raise errors.NotFound(f"syn{ent.id} is a {ent.kind.value}, not shown")
         self._retire_if_moved_on(ent.id, ent.version, ent.file_handle_id)
-        return self.attrs.of_entity(ent)
+        return self.attrs.of_entity(ent), ent
 
     async def lookup(self, parent_ino: int, name: str) -> Attr:
         parent_id = self.tree.entity_id(parent_ino)

@@ -6,14 +6,20 @@ fetches so that concurrent requests for one entity or listing share one REST cal
 
 Identity: inode numbers are the numeric Synapse ids (stable across remounts); the mount's root
 entity is inode 1. Files this mount creates have no id until their first save: they get
-temporary inodes (from 2**48 up), which stay aliases of the new entity for as long as the
-kernel remembers them.
+temporary inodes (from 2**48 up). Once saved, the temporary inode stays an alias of the new
+entity for as long as the kernel remembers it, but is shown (``st_ino``, lookups, listings)
+only while the file is being written: once it is saved and closed, every answer names the
+entity by its Synapse id, and the kernel's next lookup of the name moves it to that inode.
 Pinned inodes: an inode whose open files read a version that is no longer the file's current
 one (a new version was saved, here or elsewhere) is *frozen* to that version (``retire``):
 it keeps answering the old version for its readers, and the entity gets a fresh inode number
 for its new version, so the kernel's per-inode size and page cache of the two never mix.
 Projects and Folders are directories, FileEntities regular files; other
 entity types are not shown.
+
+Names: the Synapse names unchanged, except "." and "..", which Synapse accepts and POSIX
+reserves: they are listed as "%2E" and "%2E%2E" (``DOT_NAMES``; "%" cannot occur in a Synapse
+name), and logged once at INFO.
 
 REST frugality: a listing (one call per 50 children) gives every child's name, type, version
 and modifiedOn, but not a file's size. A file's entity is fixed by (id, version, modifiedOn),
@@ -41,6 +47,9 @@ log = logging.getLogger(__name__)
 TEMP_INO_BASE = 1 << 48
 READ_AHEAD_SIBLINGS = 2     # with the file asked for: 3 calls, Synapse's concurrency limit
 SHOWN_KINDS = (Kind.PROJECT, Kind.FOLDER, Kind.FILE)
+# Synapse accepts "." and ".." as names; POSIX reserves them. They are shown percent-encoded:
+# "%" is not allowed in Synapse names, so no real name can collide with these.
+DOT_NAMES = {".": "%2E", "..": "%2E%2E"}
 
 
 class Tree:
@@ -70,7 +79,9 @@ class Tree:
         self._id_to_ino: dict[int, int] = {}               # entity id -> ino the kernel knows
         self._next_temp = TEMP_INO_BASE
         self._frozen: dict[int, Entity] = {}               # ino -> the version it stays at
-        self.in_use: Callable[[int], bool] = lambda ino: False   # set by the core
+        self._dot_logged: set[int] = set()
+        self.in_use: Callable[[int], bool] = lambda ino: False   # set by the core: any handle
+        self.writing: Callable[[int], bool] = lambda ino: False  # set by the core: being written
 
     # ---- identity --------------------------------------------------------------------------
     def entity_id(self, ino: int) -> int:
@@ -82,8 +93,12 @@ class Tree:
         if entity_id == self.root_id:
             return ROOT_INO
         ino = self._id_to_ino.get(entity_id, entity_id)
-        if ino in self._frozen:         # its inode stays at an old version: give it a new one
-            ino = self.new_temp_ino()
+        # an inode kept at an old version of this entity may still show its id
+        held = any(old.id == entity_id for old in self._frozen.values())
+        if ino != entity_id and ino not in self._frozen and not held and not self.writing(ino):
+            ino = entity_id             # saved, not being written: the Synapse id
+        if ino in self._frozen or (ino == entity_id and held):
+            ino = self.new_temp_ino()   # the current version needs an inode of its own
             self.alias(ino, entity_id)
         return ino
 
@@ -107,7 +122,20 @@ class Tree:
         return self._next_temp
 
     def alias(self, ino: int, entity_id: int) -> None:
-        """From now on ``ino`` (which the kernel knows) stands for ``entity_id``."""
+        """From now on ``ino`` (which the kernel knows) stands for ``entity_id``, and so does
+        every other inode the kernel may still hold for the entity ``ino`` stood for."""
+        before = self.entity_id(ino)
+        others = [k for k, v in self._ino_to_id.items() if v == before and k != ino] \
+            if before != entity_id else []
+        for other in others:
+            self._ino_to_id[other] = entity_id
+        if others and ino == before and ino < TEMP_INO_BASE and ino not in self.lookups:
+            # a Synapse id the kernel does not hold keeps its meaning; the temporary inodes
+            # the kernel holds for that entity stand for ``entity_id`` now
+            if self._id_to_ino.get(before) in others:
+                del self._id_to_ino[before]
+            self._id_to_ino[entity_id] = others[-1]
+            return
         old = self._ino_to_id.get(ino)
         if old is not None and self._id_to_ino.get(old) == ino:
             del self._id_to_ino[old]
@@ -174,7 +202,12 @@ class Tree:
                 if child.id == ROOT_INO:  # cannot collide with the root inode
                     log.warning("skipping entity syn%d: id reserved for the mount root", child.id)
                     continue
-                shown[child.name] = child
+                name = DOT_NAMES.get(child.name, child.name)
+                if name != child.name and child.id not in self._dot_logged:
+                    self._dot_logged.add(child.id)
+                    log.info("syn%d is named %r, a name POSIX reserves: shown as %r",
+                             child.id, child.name, name)
+                shown[name] = child
                 self._headers.set(child.id, (entity_id, len(rows), child))
                 rows.append(child)
             self._listings.set(entity_id, shown)

@@ -57,6 +57,7 @@ class OpenFiles:
         self.new_fh = new_fh
         self._files: dict[int, OpenFile] = {}
         self._pins: dict[int, dict[int, OpenFile]] = {}    # ino -> its open files by fh
+        self._inos: dict[int, set[int]] = {}               # entity id -> inos with open files
         # ino -> file handle id of its last open: same content, the page cache may stay
         self._last_handle: TTLCache[int, int] = TTLCache(entries, 24 * 3600, clock)
 
@@ -70,6 +71,10 @@ class OpenFiles:
         """The version the open files of ``ino`` read, or None when none is open."""
         files = self._pins.get(ino)
         return next(iter(files.values())).entity if files else None
+
+    def pins_of(self, entity_id: int) -> list[tuple[int, Entity]]:
+        """(inode, version) of every inode with open files of the entity."""
+        return [(ino, self.pinned(ino)) for ino in self._inos.get(entity_id, ())]
 
     def ino_of(self, fh: int) -> int | None:
         handle = self._files.get(fh)
@@ -89,6 +94,7 @@ class OpenFiles:
         fh = self.new_fh()
         self._files[fh] = handle = OpenFile(ent, self.remote, self.policy, ino=ino)
         self._pins.setdefault(ino, {})[fh] = handle
+        self._inos.setdefault(ent.id, set()).add(ino)
         keep = self._last_handle.get(ino) == ent.file_handle.id
         self._last_handle.set(ino, ent.file_handle.id)
         return fh, keep
@@ -109,5 +115,10 @@ class OpenFiles:
             files.pop(fh, None)
             if not files:
                 del self._pins[handle.ino]
+                inos = self._inos.get(handle.entity.id)
+                if inos is not None:
+                    inos.discard(handle.ino)
+                    if not inos:
+                        del self._inos[handle.entity.id]
         handle.close()
         return True
