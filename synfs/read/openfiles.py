@@ -8,6 +8,11 @@ over the mount's shared ``Downloads`` (memory budget, single-flight part downloa
 disk cache): ``remote.downloads`` when the composition root set one, else a default one per
 remote (tests with fake remotes).
 
+Failures: a read that failed (after the seams' retry budget) is remembered per open file for
+``FAILURE_MEMORY_S``; a read overlapping that range meanwhile — the kernel retrying a failed
+readahead — gets the same error at once, marked as a replay so that ``synfs status`` counts
+the one error the caller saw, not each FUSE reply.
+
 Pins: every open file remembers the inode it was opened on; ``pinned(ino)`` is the entity (the
 version) the inode's open files read, so the core can keep answering that inode's attributes
 from it after the file is deleted or replaced (``synfs.fs.core``). All open files of one inode
@@ -27,12 +32,20 @@ from synfs.synapse.models import Entity
 
 __all__ = ["OpenFile", "OpenFiles", "ReadaheadPolicy"]
 
+# When a read fails, the kernel reads the same range again at once (a failed readahead is
+# retried page by page): for this long, a read of an open file overlapping a range that just
+# failed gets the same error without a new attempt, so a caller waits one retry budget, not two.
+FAILURE_MEMORY_S = 5.0
+
 
 class OpenFile:
     def __init__(self, entity: Entity, remote, policy: ReadaheadPolicy,
-                 downloads: Downloads | None = None, ino: int = 0):
+                 downloads: Downloads | None = None, ino: int = 0,
+                 clock: Callable[[], float] = time.monotonic):
         self.entity = entity
         self.ino = ino
+        self.clock = clock
+        self._failed: tuple[int, int, float, errors.SynfsError] | None = None
         self.size = entity.file_handle.size
         self.downloads = downloads if downloads is not None else Downloads.for_remote(remote)
         self.prefetcher = Prefetcher(entity, self.downloads, policy)
@@ -43,7 +56,18 @@ class OpenFile:
         return self.prefetcher.requests
 
     async def read(self, offset: int, size: int) -> bytes:
-        return await self.prefetcher.read(offset, size)
+        failed = self._failed
+        if failed is not None:
+            start, end, when, exc = failed
+            if self.clock() - when >= FAILURE_MEMORY_S:
+                self._failed = None
+            elif offset < end and offset + size > start:
+                raise exc.replayed()        # the kernel's retry of a failed readahead
+        try:
+            return await self.prefetcher.read(offset, size)
+        except errors.SynfsError as exc:
+            self._failed = (offset, offset + size, self.clock(), exc)
+            raise
 
     def close(self) -> None:
         self.prefetcher.close()
@@ -55,6 +79,7 @@ class OpenFiles:
         self.remote = remote
         self.policy = policy
         self.new_fh = new_fh
+        self.clock = clock
         self._files: dict[int, OpenFile] = {}
         self._pins: dict[int, dict[int, OpenFile]] = {}    # ino -> its open files by fh
         self._inos: dict[int, set[int]] = {}               # entity id -> inos with open files
@@ -92,7 +117,8 @@ class OpenFiles:
             raise errors.PermissionDenied(
                 f"syn{ent.id} ({ent.name}): no DOWNLOAD permission", entity=f"syn{ent.id}")
         fh = self.new_fh()
-        self._files[fh] = handle = OpenFile(ent, self.remote, self.policy, ino=ino)
+        self._files[fh] = handle = OpenFile(ent, self.remote, self.policy, ino=ino,
+                                            clock=self.clock)
         self._pins.setdefault(ino, {})[fh] = handle
         self._inos.setdefault(ent.id, set()).add(ino)
         keep = self._last_handle.get(ino) == ent.file_handle.id

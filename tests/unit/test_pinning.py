@@ -166,3 +166,44 @@ def test_writing_a_file_open_for_reading_is_etxtbsy(world):
         assert await read_all(fs, fh) == OLD
 
     trio.run(main)
+
+
+class FailingRemote(VersionedRemote):
+    def __init__(self):
+        super().__init__()
+        self.failing = True
+
+    async def read(self, entity, start, length):
+        self.calls.append(("read", entity.id, start, length))
+        if self.failing:
+            raise errors.Unavailable("S3 still failing after the retry budget")
+        return self.blobs[entity.file_handle.id][start:start + length]
+
+
+def test_the_kernels_retry_of_a_failed_read_gets_the_error_at_once_and_is_counted_once():
+    """Issue 11 E: a failed read is remembered per open file for a few seconds, so the
+    kernel's retry does not wait a second retry budget; status counts one error."""
+    world = FailingRemote()
+    world.add(100, "project", Kind.PROJECT)
+    world.add(102, "f.txt", Kind.FILE, 100, data=OLD * 1000)
+    clock = FakeClock()
+    fs = make_fs(world, clock)
+
+    async def main():
+        attr = await fs.lookup(ROOT_INO, "f.txt")
+        fh, _ = await fs.open(attr.ino, writable=False)
+        errors.reset_status()
+        with pytest.raises(errors.Unavailable) as first:
+            await fs.read(fh, 0, 8192)
+        assert errors.to_errno(first.value) == errno.EIO
+        tries = world.count("read")
+        with pytest.raises(errors.Unavailable) as again:     # the kernel's page retry
+            await fs.read(fh, 4096, 4096)
+        assert world.count("read") == tries                  # no new attempt
+        assert errors.to_errno(again.value) == errno.EIO
+        assert errors.status()["failures"] == 1 and errors.status()["by_errno"] == {"EIO": 1}
+        world.failing = False
+        clock.t += 10                                        # the memory is short
+        assert await fs.read(fh, 4096, 10) == (OLD * 1000)[4096:4106]
+
+    trio.run(main)
