@@ -71,6 +71,10 @@ def test_dot_names_are_listed_escaped(seeded, idmount):
     assert os.stat(where / "%2E%2E").st_ino == int(dotdot["id"][3:])
     assert os.listdir(where / "%2E") == ["inside"]
     assert "shown as '%2E'" in idmount.log_text()
+    os.rename(where / "%2E", where / "was dot")          # handled like any other name
+    assert owner.api.ok(owner.api.get(f"/entity/{dot['id']}"))["name"] == "was dot"
+    os.rmdir(where / "%2E%2E")
+    assert sorted(os.listdir(where)) == ["was dot"]
 
 
 def test_the_cache_directory_is_private(idmount):
