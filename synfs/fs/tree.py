@@ -76,6 +76,7 @@ class Tree:
         self._listing_flight: SingleFlight[int, dict] = SingleFlight()
         self.lookups: dict[int, int] = {}
         self._ino_to_id: dict[int, int] = {}               # temp/aliased ino -> entity id
+        self._aliases: dict[int, set[int]] = {}            # entity id -> inos aliased to it
         self._id_to_ino: dict[int, int] = {}               # entity id -> ino the kernel knows
         self._next_temp = TEMP_INO_BASE
         self._frozen: dict[int, Entity] = {}               # ino -> the version it stays at
@@ -121,14 +122,26 @@ class Tree:
         self._next_temp += 1
         return self._next_temp
 
+    def _map(self, ino: int, entity_id: int | None) -> None:
+        """Set (or with None, remove) the entity ``ino`` stands for, keeping the index."""
+        before = self._ino_to_id.pop(ino, None)
+        if before is not None:
+            inos = self._aliases.get(before)
+            if inos is not None:
+                inos.discard(ino)
+                if not inos:
+                    del self._aliases[before]
+        if entity_id is not None and entity_id != ino:
+            self._ino_to_id[ino] = entity_id
+            self._aliases.setdefault(entity_id, set()).add(ino)
+
     def alias(self, ino: int, entity_id: int) -> None:
         """From now on ``ino`` (which the kernel knows) stands for ``entity_id``, and so does
         every other inode the kernel may still hold for the entity ``ino`` stood for."""
         before = self.entity_id(ino)
-        others = [k for k, v in self._ino_to_id.items() if v == before and k != ino] \
-            if before != entity_id else []
+        others = sorted(self._aliases.get(before, set()) - {ino}) if before != entity_id else []
         for other in others:
-            self._ino_to_id[other] = entity_id
+            self._map(other, entity_id)
         if others and ino == before and ino < TEMP_INO_BASE and ino not in self.lookups:
             # a Synapse id the kernel does not hold keeps its meaning; the temporary inodes
             # the kernel holds for that entity stand for ``entity_id`` now
@@ -139,15 +152,16 @@ class Tree:
         old = self._ino_to_id.get(ino)
         if old is not None and self._id_to_ino.get(old) == ino:
             del self._id_to_ino[old]
+        self._map(ino, entity_id)
         if ino != entity_id:
-            self._ino_to_id[ino] = entity_id
             self._id_to_ino[entity_id] = ino
 
     def drop_alias_if_unused(self, ino: int) -> None:
         if ino in self.lookups or self.in_use(ino):
             return
         self._frozen.pop(ino, None)
-        eid = self._ino_to_id.pop(ino, None)
+        eid = self._ino_to_id.get(ino)
+        self._map(ino, None)
         if eid is not None and self._id_to_ino.get(eid) == ino:
             del self._id_to_ino[eid]
 

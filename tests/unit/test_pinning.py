@@ -207,3 +207,25 @@ def test_the_kernels_retry_of_a_failed_read_gets_the_error_at_once_and_is_counte
         assert await fs.read(fh, 4096, 10) == (OLD * 1000)[4096:4106]
 
     trio.run(main)
+
+
+def test_inode_numbers_of_files_created_here_and_of_renames_over_files(world):
+    """Issue 11 D: a saved file not being written shows its Synapse id; a rename over another
+    file re-points the temporary inode the kernel holds, and the source's Synapse id keeps
+    meaning the source."""
+    fs = make_fs(world)
+    tree = fs.tree
+    writing: set[int] = set()
+    tree.writing = writing.__contains__
+    x = tree.new_temp_ino()
+    fs.remember(x)
+    writing.add(x)
+    tree.alias(x, 300)                      # first save of a new file: syn300
+    assert tree.ino_of(300) == x            # still being written: the inode it was created as
+    writing.discard(x)
+    assert tree.ino_of(300) == 300 and tree.entity_id(x) == 300
+    tree.alias(tree.ino_of(300), 102)       # renamed over f.txt (syn102): a version of it
+    assert tree.entity_id(x) == 102         # the kernel's inode for the name follows
+    assert tree.entity_id(300) == 300       # syn300 (now in the trash) is still itself
+    fs.forget([(x, 1)])
+    assert tree.entity_id(x) == x and tree.ino_of(102) == 102
