@@ -345,7 +345,14 @@ class Filesystem:
 
     # ---- extended attributes ---------------------------------------------------------------
     async def xattrs(self, ino: int) -> dict[str, str]:
-        ent = await self.tree.entity(self.tree.entity_id(ino))
+        ent = self.tree.frozen(ino)         # an inode kept at its readers' version
+        if ent is None:
+            try:
+                ent = await self.tree.entity(self.tree.entity_id(ino))
+            except errors.NotFound:
+                ent = self.reads.pinned(ino)    # deleted while open
+                if ent is None:
+                    raise
         out = {XATTR_PREFIX + "id": f"syn{ent.id}", XATTR_PREFIX + "etag": ent.etag}
         if ent.version is not None and ent.kind is Kind.FILE:
             out[XATTR_PREFIX + "version"] = str(ent.version)

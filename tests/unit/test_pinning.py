@@ -76,6 +76,7 @@ def test_a_deleted_open_file_keeps_its_size_and_bytes(world):
         clock.t += 5                        # every cache expired: Synapse says 404
         got = await fs.getattr(attr.ino)
         assert (got.ino, got.size, got.nlink) == (102, len(OLD), 0)
+        assert (await fs.xattrs(attr.ino))["user.synapse.id"] == "syn102"
         assert await read_all(fs, fh) == OLD
         with pytest.raises(errors.NotFound):
             await fs.lookup(ROOT_INO, "f.txt")
@@ -121,6 +122,8 @@ def test_a_replaced_open_file_keeps_its_inode_and_the_new_version_gets_another(w
         assert new.ino != old.ino and new.size == len(NEW)
         assert fs.entity_id(new.ino) == 102
         assert await read_all(fs, fh) == OLD
+        assert (await fs.xattrs(old.ino))["user.synapse.version"] == "1"
+        assert (await fs.xattrs(new.ino))["user.synapse.version"] == "2"
         with pytest.raises(errors.ContentChanged) as exc:   # a stale name: kernel looks again
             await fs.open(old.ino, writable=False)
         assert exc.value.errno == errno.ESTALE
