@@ -16,14 +16,19 @@ from synfs.write.names import MAX_NAME
 
 @pytest.fixture(scope="module")
 def idmount(seeded, mounts, tmp_path_factory):
-    """A read-write mount of the external STS folder with a fresh cache directory."""
+    """A read-write mount of a fresh folder in the external STS folder, with a fresh cache
+    directory. The folder goes to the trash afterwards, so the sample project keeps the
+    files other tests expect."""
     owner, layout = seeded
+    folder = owner.api.folder(layout["externalStsFolder"], f"identity-{time.time_ns()}")
     cache = tmp_path_factory.mktemp("idcache") / "new" / "cache"
-    m = mounts(owner.token, layout["externalStsFolder"], "ident",
+    m = mounts(owner.token, folder["id"], "ident",
                ["--metadata-ttl", "1", "--xattrs", "--cache-dir", str(cache),
                 "--cache-size", "64M"])
     m.cache = cache
-    return m
+    m.folder = folder["id"]
+    yield m
+    owner.api.ok(owner.api.delete(f"/entity/{folder['id']}"), (200, 204))
 
 
 def syn_id(path) -> int:
@@ -59,7 +64,7 @@ def test_statfs_and_pathconf_report_the_name_limit_of_writes(idmount):
 
 def test_dot_names_are_listed_escaped(seeded, idmount):
     owner, layout = seeded
-    holder = owner.api.folder(layout["externalStsFolder"], f"dots-{time.time_ns()}")
+    holder = owner.api.folder(idmount.folder, f"dots-{time.time_ns()}")
     dot = owner.api.folder(holder["id"], ".")
     dotdot = owner.api.folder(holder["id"], "..")
     owner.api.folder(dot["id"], "inside")
@@ -78,8 +83,10 @@ def test_dot_names_are_listed_escaped(seeded, idmount):
 
 
 def test_the_cache_directory_is_private(idmount):
-    data = next(p for p in idmount.path.iterdir() if p.is_file() and p.stat().st_size > 0)
-    data.read_bytes()
+    data = idmount.path / "cached.bin"
+    content = os.urandom(100_000)
+    data.write_bytes(content)
+    assert data.read_bytes() == content        # read back from S3, through the data cache
     wait_for(lambda: list((idmount.cache / "data").glob("*/meta.json")), "a cached block")
     mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)   # noqa: E731
     assert mode(idmount.cache.parent) == 0o700 and mode(idmount.cache) == 0o700

@@ -20,12 +20,15 @@ TTL = "1"
 
 @pytest.fixture(scope="module")
 def pin_mounts(seeded, mounts):
-    """Two read-write mounts of the external STS folder: a reader's and another client's."""
+    """Two read-write mounts of a fresh folder in the external STS folder: a reader's and
+    another client's. The folder goes to the trash afterwards, so the sample project keeps
+    the files other tests expect."""
     owner, layout = seeded
-    folder = layout["externalStsFolder"]
-    a = mounts(owner.token, folder, "pin-a", ["--metadata-ttl", TTL])
-    b = mounts(owner.token, folder, "pin-b", ["--metadata-ttl", TTL])
-    return a, b
+    folder = owner.api.folder(layout["externalStsFolder"], f"pinning-{time.time_ns()}")
+    a = mounts(owner.token, folder["id"], "pin-a", ["--metadata-ttl", TTL])
+    b = mounts(owner.token, folder["id"], "pin-b", ["--metadata-ttl", TTL])
+    yield a, b
+    owner.api.ok(owner.api.delete(f"/entity/{folder['id']}"), (200, 204))
 
 
 @pytest.fixture
