@@ -8,7 +8,8 @@ over the mount's shared ``Downloads`` (memory budget, single-flight part downloa
 disk cache): ``remote.downloads`` when the composition root set one, else a default one per
 remote (tests with fake remotes).
 
-Failures: a read that failed (after the seams' retry budget) is remembered per open file for
+Failures: a read that failed (after the seams' retry budget) is remembered per open file (by
+the table, which answers the kernel; an ``OpenFile`` itself always tries again) for
 ``FAILURE_MEMORY_S``; a read overlapping that range meanwhile — the kernel retrying a failed
 readahead — gets the same error at once, marked as a replay so that ``synfs status`` counts
 the one error the caller saw, not each FUSE reply.
@@ -40,12 +41,11 @@ FAILURE_MEMORY_S = 5.0
 
 class OpenFile:
     def __init__(self, entity: Entity, remote, policy: ReadaheadPolicy,
-                 downloads: Downloads | None = None, ino: int = 0,
-                 clock: Callable[[], float] = time.monotonic):
+                 downloads: Downloads | None = None, ino: int = 0):
         self.entity = entity
         self.ino = ino
-        self.clock = clock
-        self._failed: tuple[int, int, float, errors.SynfsError] | None = None
+        # the last failed read (start, end, when, error), kept by OpenFiles for its replays
+        self.failed: tuple[int, int, float, errors.SynfsError] | None = None
         self.size = entity.file_handle.size
         self.downloads = downloads if downloads is not None else Downloads.for_remote(remote)
         self.prefetcher = Prefetcher(entity, self.downloads, policy)
@@ -56,18 +56,7 @@ class OpenFile:
         return self.prefetcher.requests
 
     async def read(self, offset: int, size: int) -> bytes:
-        failed = self._failed
-        if failed is not None:
-            start, end, when, exc = failed
-            if self.clock() - when >= FAILURE_MEMORY_S:
-                self._failed = None
-            elif offset < end and offset + size > start:
-                raise exc.replayed()        # the kernel's retry of a failed readahead
-        try:
-            return await self.prefetcher.read(offset, size)
-        except errors.SynfsError as exc:
-            self._failed = (offset, offset + size, self.clock(), exc)
-            raise
+        return await self.prefetcher.read(offset, size)
 
     def close(self) -> None:
         self.prefetcher.close()
@@ -117,8 +106,7 @@ class OpenFiles:
             raise errors.PermissionDenied(
                 f"syn{ent.id} ({ent.name}): no DOWNLOAD permission", entity=f"syn{ent.id}")
         fh = self.new_fh()
-        self._files[fh] = handle = OpenFile(ent, self.remote, self.policy, ino=ino,
-                                            clock=self.clock)
+        self._files[fh] = handle = OpenFile(ent, self.remote, self.policy, ino=ino)
         self._pins.setdefault(ino, {})[fh] = handle
         self._inos.setdefault(ent.id, set()).add(ino)
         keep = self._last_handle.get(ino) == ent.file_handle.id
@@ -129,7 +117,17 @@ class OpenFiles:
         handle = self._files.get(fh)
         if handle is None:
             raise errors.SynfsError("unknown file handle")
-        return await handle.read(offset, size)
+        if handle.failed is not None:
+            start, end, when, exc = handle.failed
+            if self.clock() - when >= FAILURE_MEMORY_S:
+                handle.failed = None
+            elif offset < end and offset + size > start:
+                raise exc.replayed()        # the kernel's retry of a failed readahead
+        try:
+            return await handle.read(offset, size)
+        except errors.SynfsError as exc:
+            handle.failed = (offset, offset + size, self.clock(), exc)
+            raise
 
     def release(self, fh: int) -> bool:
         """Close one open file (frees its prefetch buffers); False if fh was not one."""
