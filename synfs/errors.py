@@ -5,12 +5,14 @@ the log level it deserves. ``to_errno`` is the exhaustive mapping used by the FU
 a ``SynfsError`` maps to its errno; anything else is a bug, logged with a traceback, and
 becomes EIO. The FUSE layer never lets a non-FUSEError exception escape a handler.
 ``to_errno`` also counts every answer by errno and error class (``status()``, thread-safe)
-for ``synfs status``.
+for ``synfs status``, except replays (``SynfsError.replayed``: the same error answered again
+to the kernel's retry of a failed request), so that the counts are errors callers saw.
 """
 
 from __future__ import annotations
 
 import collections
+import copy
 import errno
 import logging
 import threading
@@ -23,10 +25,18 @@ class SynfsError(Exception):
     errno = errno.EIO
     level = logging.WARNING
 
+    replay = False          # the same error answered again (not counted, logged at DEBUG)
+
     def __init__(self, message: str = "", *, entity: str | None = None):
         super().__init__(message)
         self.message = message
         self.entity = entity
+
+    def replayed(self) -> "SynfsError":
+        """A copy to answer a retry of the request that failed with this error."""
+        again = copy.copy(self)
+        again.replay = True
+        return again
 
 
 class NotFound(SynfsError):
@@ -66,6 +76,14 @@ class ContentChanged(SynfsError):
     """The file's content changed under an open handle."""
 
     errno = errno.ESTALE
+    level = logging.INFO
+
+
+class OpenForReading(SynfsError):
+    """Writing a file this mount has open for reading: the kernel keeps one size and one page
+    cache per inode, so the readers' pinned version could not stay intact."""
+
+    errno = errno.ETXTBSY
     level = logging.INFO
 
 
@@ -157,6 +175,10 @@ class FileTooLarge(SynfsError):
 
 def to_errno(exc: BaseException) -> int:
     """The errno for an exception raised by the filesystem core (logging it appropriately)."""
+    if isinstance(exc, SynfsError) and exc.replay:
+        log.debug("%s again at once (a retry of a failed request): %s", type(exc).__name__,
+                  exc.message or "")
+        return exc.errno
     if isinstance(exc, SynfsError):
         log.log(exc.level, "%s: %s%s", type(exc).__name__, exc.message or "",
                 f" ({exc.entity})" if exc.entity else "")

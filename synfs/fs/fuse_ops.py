@@ -5,6 +5,7 @@ Bytes names become ``str`` (UTF-8, surrogateescape), core ``Attr`` values become
 (``synfs.errors.to_errno``). No handler lets any other exception escape; ``forget`` and
 ``release`` never raise. No requests or boto3 here. ``flush`` (every close) and ``fsync``
 save written data to Synapse and report failures; ``release`` cannot report anything.
+``statfs`` reports as ``f_namemax`` the write path's one name limit (``synfs.write.names``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pyfuse3
 
 from synfs.errors import to_errno
 from synfs.fs.core import Attr, Filesystem
+from synfs.write.names import MAX_NAME
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +186,7 @@ class SynfsOperations(pyfuse3.Operations):
         st.f_frsize = 1024 * 1024
         st.f_blocks = st.f_bfree = st.f_bavail = 0
         st.f_files = st.f_ffree = st.f_favail = 0
-        st.f_namemax = 255
+        st.f_namemax = MAX_NAME         # pathconf(_PC_NAME_MAX) asks statfs too
         return st
 
     # Without --xattrs, ENOSYS tells the kernel once that there are no extended attributes:

@@ -24,6 +24,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from synfs.read.datacache import private_dir
 from synfs.synapse.models import Entity, FileHandle, Kind
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class MetaStore:
         self._pending: dict[int, tuple] = {}
         self._db: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(self.path.parent)
             db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
                                  timeout=0.05)   # never stall the trio thread: retry later
             os.chmod(self.path, 0o600)

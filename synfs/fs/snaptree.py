@@ -34,6 +34,7 @@ class SnapTree:
         self.store = None
         self.lookups: dict[int, int] = {}
         self.in_use = lambda ino: False
+        self.writing = lambda ino: False
         self._info = snapshot.info()
         self._listings: collections.OrderedDict[int, dict[str, ChildHeader]] = \
             collections.OrderedDict()
@@ -151,6 +152,19 @@ class SnapTree:
 
     def drop_alias_if_unused(self, ino: int) -> None:
         pass
+
+    # ---- pinning: every inode stays at the snapshot's version, nothing is ever retired ----
+    def frozen(self, ino: int) -> Entity | None:
+        return None
+
+    def retire(self, ino: int, pinned: Entity) -> None:
+        pass
+
+    def modified_on(self, entity_id: int) -> float:
+        try:
+            return self._node(entity_id).entity().modified_on
+        except errors.NotFound:
+            return 0.0
 
     # ---- pre-signed URLs in batches --------------------------------------------------------
     @property

@@ -19,6 +19,11 @@ through file mtimes. Once every block of a file handle is present, the whole con
 checked against the handle's MD5 (once); on a mismatch all its blocks are dropped and the
 mismatch is logged.
 
+Private to the mounting user: the cache directory (when this creates it), ``data/`` and every
+``data/<file handle id>/`` are mode 0700 and every file in them 0600 (``private_dir``), so
+other local users cannot see which files were read, their sizes or MD5s; directories an older
+version left 0755 under ``data/`` are tightened at start-up.
+
 Blocking and thread-safe (called from worker threads; ``_reclaim`` from the trio thread when
 staging grows); the index sits behind one lock, file I/O happens outside it. Writes go to a
 temporary file and are renamed into place, so a crash never leaves a half-written block
@@ -57,8 +62,8 @@ class DataCache:
             if budget <= 0:
                 raise ValueError("cache size must be positive")
             budget = DiskBudget(budget)
-        self.dir = Path(root) / "data"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir = private_dir(Path(root) / "data")
+        os.chmod(self.dir, 0o700)           # ours: tighten one an older version made 0755
         self.budget = budget
         self.block_size = block_size
         self._lock = threading.Lock()
@@ -86,6 +91,7 @@ class DataCache:
             if not hdir.is_dir() or not hdir.name.isdigit():
                 continue
             fh_id = int(hdir.name)
+            _tighten(hdir)
             for entry in os.scandir(hdir):
                 name = entry.name
                 if name.endswith(".tmp"):
@@ -319,7 +325,7 @@ class DataCache:
         for attempt in (1, 2):
             try:
                 if not hdir.exists():
-                    hdir.mkdir(parents=True, exist_ok=True)
+                    hdir.mkdir(mode=0o700, exist_ok=True)
                     _write_json(hdir / "meta.json", {"size": size, "md5": md5, "verified": False})
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                 try:
@@ -408,8 +414,40 @@ def _read_json(path: Path) -> dict:
 
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + f".{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(data))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data))
     os.replace(tmp, path)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory, creating it and each missing parent with mode 0700 (an
+    existing directory keeps its mode: it may be the user's own choice)."""
+    path = Path(path)
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    return path
+
+
+def _tighten(hdir: Path) -> None:
+    """One file handle's directory and its meta.json to 0700/0600 (left 0755/0644 by older
+    versions)."""
+    try:
+        if hdir.stat().st_mode & 0o077:
+            os.chmod(hdir, 0o700)
+            meta = hdir / "meta.json"
+            if meta.exists():
+                os.chmod(meta, 0o600)
+    except OSError as exc:
+        log.warning("data cache: cannot make %s private: %s", hdir, exc)
 
 
 def _unlink(path) -> None:

@@ -7,7 +7,8 @@ storage location, pre-signed URLs otherwise (a URL is reused for ``URL_REUSE_S``
 the parts of one file do not each cost a REST call; on a snapshot mount, ``pin_locations``
 makes the first missing URL bring those of the next files, 100 per call). The core depends on this interface only;
 tests pass an in-memory fake with the same methods (``read_into`` is optional: the prefetcher
-falls back to ``read``). ``downloads`` is the mount's shared ``synfs.prefetch.Downloads``
+falls back to ``read``). A file deleted while open is still read with STS credentials asked
+for through its folder. ``downloads`` is the mount's shared ``synfs.prefetch.Downloads``
 (memory budget, single-flight part downloads, disk cache), set by the composition root.
 """
 
@@ -20,6 +21,7 @@ from typing import Callable, Protocol
 
 import trio
 
+from synfs import errors
 from synfs.synapse.models import ChildHeader, Entity, FileHandle
 
 log = logging.getLogger(__name__)
@@ -84,9 +86,7 @@ class Remote:
             return b""
         length = min(length, handle.size - start)
         if await self._uses_sts(entity):
-            return await trio.to_thread.run_sync(
-                self.s3_reader.read_range, handle.storage_location_id, entity.id, handle.bucket,
-                handle.key, start, length, limiter=self.s3_limiter)
+            return await self._sts_read(self.s3_reader.read_range, entity, start, length)
         return await trio.to_thread.run_sync(self.url_reader.read_range,
                                              self._urls.provider(entity.id, handle.id), start,
                                              length, limiter=self.s3_limiter)
@@ -99,12 +99,29 @@ class Remote:
             return 0
         out = out[:length]
         if await self._uses_sts(entity):
-            return await trio.to_thread.run_sync(
-                self.s3_reader.read_into, handle.storage_location_id, entity.id, handle.bucket,
-                handle.key, start, out, limiter=self.s3_limiter)
+            return await self._sts_read(self.s3_reader.read_into, entity, start, out)
         return await trio.to_thread.run_sync(self.url_reader.read_into,
                                              self._urls.provider(entity.id, handle.id), start,
                                              out, limiter=self.s3_limiter)
+
+    async def _sts_read(self, fn, entity: Entity, start: int, arg):
+        """A ranged STS read. Credentials are asked for through the file's entity; a file
+        deleted while open (its readers keep reading its version) has none left, so they are
+        then asked for through its folder, in the same storage location."""
+        handle: FileHandle = entity.file_handle
+
+        def call(via: int):
+            return trio.to_thread.run_sync(fn, handle.storage_location_id, via, handle.bucket,
+                                           handle.key, start, arg, limiter=self.s3_limiter)
+
+        try:
+            return await call(entity.id)
+        except (errors.NotFound, errors.InvalidRequest):
+            if entity.parent_id is None:
+                raise
+            log.debug("syn%d is gone: STS credentials through its folder syn%d", entity.id,
+                      entity.parent_id)
+            return await call(entity.parent_id)
 
     async def _uses_sts(self, entity: Entity) -> bool:
         handle = entity.file_handle

@@ -26,7 +26,7 @@ from synfs.config import (EXIT_AUTH, EXIT_BUSY, EXIT_FAILED, EXIT_MOUNTPOINT, EX
                           EXIT_NOT_FOUND, EXIT_UNAVAILABLE, Config, ConfigError)
 from synfs.fs.core import Filesystem, Options
 from synfs.fs.fuse_ops import SynfsOperations
-from synfs.read.datacache import DataCache
+from synfs.read.datacache import DataCache, private_dir
 from synfs.diskbudget import DiskBudget
 from synfs.read.downloads import Downloads
 from synfs.read.membudget import MemoryBudget
@@ -61,6 +61,7 @@ def build(cfg: Config) -> Parts:
     s3 = S3Reader(cfg.s3_endpoint, creds, retry_budget_s=cfg.retry_budget_s)
     urls = UrlReader(retry_budget_s=cfg.retry_budget_s)
     remote = Remote(client, s3, urls)
+    private_dir(cfg.staging_dir().parent)   # the cache directory: 0700 if created here
     # One --cache-size for the cache directory: staged writes first, cached data in the rest.
     disk = DiskBudget(cfg.cache_size)
     cache = (DataCache(cfg.cache_dir, disk)

@@ -147,3 +147,32 @@ def test_the_prefetcher_reads_through_the_cache(tmp_path):
     assert trio.run(read_all, lambda e: OpenFile(e, remote, ReadaheadPolicy(), downloads2)) == data
     assert remote.fetched() == fetched and downloads2.stats["cache_hits"] > 0
     os.utime(tmp_path)                     # (nothing else to check: bytes were exact)
+
+
+def _mode(path):
+    return os.stat(path).st_mode & 0o777
+
+
+def test_the_cache_is_private_to_its_user(tmp_path):
+    """The cache directory, data/ and data/<handle>/ are 0700 and meta.json 0600 (issue 11 G),
+    whatever the umask; directories an older version left 0755 are tightened at start-up."""
+    old = os.umask(0o022)
+    try:
+        root = tmp_path / "new" / "cache"
+        cache = DataCache(root, 10 * 1024 * 1024, block_size=BLOCK)
+        data = blob(BLOCK + 5)
+        store_all(cache, 7, data, hashlib.md5(data).hexdigest())
+        assert _mode(tmp_path / "new") == 0o700 and _mode(root) == 0o700
+        assert _mode(root / "data") == 0o700 and _mode(root / "data" / "7") == 0o700
+        assert _mode(root / "data" / "7" / "meta.json") == 0o600
+        assert cache.is_verified(7)        # meta.json was rewritten, still private
+        assert _mode(root / "data" / "7" / "meta.json") == 0o600
+        assert {_mode(p) for p in (root / "data" / "7").glob("*.blk")} == {0o600}
+        for p in (root / "data", root / "data" / "7"):
+            os.chmod(p, 0o755)
+        os.chmod(root / "data" / "7" / "meta.json", 0o644)
+        DataCache(root, 10 * 1024 * 1024, block_size=BLOCK)
+        assert _mode(root / "data") == 0o700 and _mode(root / "data" / "7") == 0o700
+        assert _mode(root / "data" / "7" / "meta.json") == 0o600
+    finally:
+        os.umask(old)

@@ -213,3 +213,27 @@ def test_a_store_locked_by_another_mount_keeps_its_records_for_later(tree, tmp_p
     store.flush()
     assert not store._pending
     assert MetaStore(path).get(1001, 1, tree.entities[1001].modified_on) is not None
+
+
+def test_a_failing_stat_among_siblings_raises_its_own_error(tree):
+    """A run of misses fetches siblings in a nursery; the file asked for must still fail with
+    its own domain error (here Unavailable -> EIO), never an exception group, which the errno
+    boundary would log as an internal error."""
+    fs = make_fs(tree)
+
+    async def main():
+        seen = await walk(fs)
+        files = [i for i, (n, a) in sorted(seen.items()) if not a.is_dir]
+        await fs.getattr(files[0])                      # the first miss: no siblings yet
+        original = tree.get_entity
+
+        async def failing(eid):
+            if eid == files[1]:
+                raise errors.Unavailable("Synapse gave up (429)")
+            return await original(eid)
+
+        tree.get_entity = failing
+        with pytest.raises(errors.Unavailable):         # the second miss runs with siblings
+            await fs.getattr(files[1])
+
+    trio.run(main)
