@@ -154,12 +154,17 @@ class World:
                 "name": name, "parentId": self._folder(parent), "concreteType": CT + "Folder"})["id"]
         return folders[path]
 
-    def seed_small(self) -> None:
-        """Scenario 4's 1,000 files of 64 KiB and scenario 5's 5,000 small files."""
-        started = time.monotonic()
+    def seed_copy_tree(self) -> int:
+        """Scenario 4's (and 7's) 1,000 files of 64 KiB in ``small/``."""
         small = [(f"small/d{d}/f{i:03d}", 1000 + d * 1000 + i, SMALL_SIZE, True)
                  for d in range(SMALL_DIRS) for i in range(SMALL_PER_DIR)]
         self._seed(small, threads=8)
+        return len(small)
+
+    def seed_small(self) -> None:
+        """Scenario 4's 1,000 files of 64 KiB and scenario 5's 5,000 small files."""
+        started = time.monotonic()
+        small = self.seed_copy_tree()
         # scenario 5 is about metadata: its 5,000 entities share META_HANDLES file handles
         # (Synapse allows that), which keeps seeding short
         handles = [self._put(f"meta/shared/h{i:03d}.txt", 500_000 + i,
@@ -173,7 +178,7 @@ class World:
             for (path, handle), info in zip(meta, ex.map(lambda m: self._entity(*m), meta)):
                 self.layout["files"][path] = info
         (self.data_dir / "layout.json").write_text(json.dumps(self.layout))
-        self.log(f"seeded {len(small)} + {len(meta)} small files in "
+        self.log(f"seeded {small} + {len(meta)} small files in "
                  f"{time.monotonic() - started:.0f}s")
 
     def seed_large(self) -> None:

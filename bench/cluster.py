@@ -1,0 +1,336 @@
+"""Scenario 7, a simulated cluster: N synfs daemons at once (separate mount points and cache
+directories, as N compute nodes of one user) each copy the same 1,000-file tree cold, under
+Synapse's production throttling (600 requests per minute and 3 at once per user, shared by all
+of that user's nodes). Live mounts and snapshot mounts side by side, in one run:
+
+- building the snapshot: seconds and REST calls, from listings + bundles and (when the
+  emulator serves file views) from a temporary file view, against synapseclient's walk +
+  each file's size over the same tree;
+- the cluster: every node's REST calls and the wall time until the last node is done;
+- one fresh snapshot mount's ``cp -r`` against a fresh ``rclone mount`` of the same prefix;
+- the extrapolation to 1,000 nodes at 600 requests per minute.
+
+Live mounts get a time cap: at 10 requests per second for the whole user, N live nodes need
+about N x 100 s. Within the cap the files copied and the calls made are measured; the time to
+finish is projected from the measured call rate, and the report says which figures are
+projected. Nothing here is a test.
+
+    python -m bench.cluster [--nodes 8] [--live-cap 120] [--workdir DIR] [--docs docs/]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.mounts import RcloneMount, SynfsMount, drop_caches
+from bench.world import CT, ROOT, World
+
+RATE_PER_MIN = 600
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def endpoint_args(info: dict) -> list[str]:
+    """The Synapse endpoints, as ``synfs snapshot`` takes them."""
+    return ["--repo-endpoint", info["repoEndpoint"], "--file-endpoint",
+            info["fileHandleEndpoint"]]
+
+
+def count_files(path: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(path))
+
+
+class Cluster:
+    def __init__(self, world: World, workdir: Path, nodes: int, live_cap: float):
+        self.world, self.workdir, self.nodes, self.live_cap = world, workdir, nodes, live_cap
+        self.results: dict = {"nodes": nodes, "live_cap_s": live_cap}
+
+    # ---- set-up ----------------------------------------------------------------------------
+    def seed(self) -> None:
+        started = time.monotonic()
+        self.world.setup()
+        self.files = self.world.seed_copy_tree()
+        self.folder = self.world.layout["folders"]["small"]
+        self.user = self.world.new_user("cluster")
+        self.token_file = self.workdir / "cluster.token"
+        self.token_file.write_text(self.user.token + "\n")
+        os.chmod(self.token_file, 0o600)
+        self.results["files"] = self.files
+        # the user's own project, where --create-view may put its temporary view
+        self.scratch = self.world.call(self.world._session(self.user.token), "POST", "/entity", {
+            "name": "cluster scratch", "concreteType": CT + "Project"})["id"]
+        log(f"seeded {self.files} files in {time.monotonic() - started:.0f}s")
+
+    def synfs(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env.pop("SYNAPSE_AUTH_TOKEN", None)
+        return subprocess.run([sys.executable, "-m", "synfs", *args], capture_output=True,
+                              text=True, env=env, cwd=str(ROOT), timeout=timeout)
+
+    # ---- building the snapshot ---------------------------------------------------------------
+    def build_snapshots(self) -> None:
+        out = {}
+        sources = {"listings": [], "view": ["--create-view", self.scratch]}
+        for name, extra in sources.items():
+            path = self.workdir / f"tree-{name}.synfs"
+            path.unlink(missing_ok=True)
+            started = time.monotonic()
+            res = self.synfs("snapshot", self.folder, "-o", str(path), "--token-file",
+                             str(self.token_file), "--no-progress",
+                             *endpoint_args(self.world.info), *extra)
+            took = time.monotonic() - started
+            if res.returncode != 0:
+                out[name] = {"error": (res.stderr.strip() or res.stdout.strip())[-300:]}
+                log(f"  snapshot from {name}: failed: {out[name]['error']}")
+                continue
+            calls = re.search(r"(\d[\d,]*) (?:REST )?calls", res.stdout + res.stderr)
+            out[name] = {"seconds": took, "path": str(path),
+                         "calls": int(calls.group(1).replace(",", "")) if calls else None,
+                         "summary": (res.stdout.strip().splitlines() or [""])[-1][:300]}
+            log(f"  snapshot from {name}: {took:.1f}s, {out[name]['calls']} calls")
+        out["synapseclient"] = self.sc_walk()
+        self.results["snapshot_build"] = out
+        built = [v for v in out.values() if isinstance(v, dict) and "path" in v]
+        self.snapshot = Path(built[-1]["path"]) if built else None
+
+    def sc_walk(self) -> dict:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        res = subprocess.run([sys.executable, "-m", "bench.sc_walk",
+                              str(self.world.emulator.data_dir / "emulator.json"), self.folder],
+                             input=self.user.token + "\n", capture_output=True, text=True,
+                             env=env, cwd=str(ROOT), timeout=1800)
+        try:
+            out = json.loads(res.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            out = {"error": res.stderr.strip()[-300:]}
+        log(f"  synapseclient walk + sizes: {out}")
+        return out
+
+    # ---- the cluster ---------------------------------------------------------------------------
+    def mounts(self, kind: str, extra: list[str]) -> list[SynfsMount]:
+        out = []
+        for i in range(self.nodes):
+            path = self.workdir / f"{kind}-node{i}" / "mnt"
+            shutil.rmtree(path.parent, ignore_errors=True)
+            path.parent.mkdir(parents=True)
+            cache = path.parent / "cache"
+            m = SynfsMount(self.world, self.user.token, self.folder, path,
+                           ["--cache-dir", str(cache), *extra])
+            out.append(m)
+        return out
+
+    def run_cluster(self, kind: str, extra: list[str], cap: float | None) -> dict:
+        nodes = self.mounts(kind, extra)
+        dest_root = Path("/dev/shm") / f"synfs-cluster-{kind}-{time.time_ns()}"
+        dest_root.mkdir()
+        procs: list[subprocess.Popen] = []
+        try:
+            for m in nodes:
+                m.start()
+            drop_caches(3)
+            started = time.monotonic()
+            procs = [subprocess.Popen(["cp", "-r", str(m.path), str(dest_root / f"n{i}")],
+                                      stderr=subprocess.DEVNULL)
+                     for i, m in enumerate(nodes)]
+            ends: list[float | None] = [None] * len(procs)
+            deadline = started + cap if cap else None
+            while any(e is None for e in ends):
+                for i, p in enumerate(procs):
+                    if ends[i] is None and p.poll() is not None:
+                        ends[i] = time.monotonic() - started
+                if deadline and time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            elapsed = time.monotonic() - started
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            copied = [count_files(dest_root / f"n{i}") for i in range(len(nodes))]
+            calls = [m.rest_calls() for m in nodes]
+            done = all(e is not None for e in ends)
+            out = {"finished": done, "seconds": max(e for e in ends) if done else elapsed,
+                   "node_seconds": ends, "files_copied": copied, "calls": calls,
+                   "total_calls": sum(c or 0 for c in calls)}
+            if not done:               # projected from the calls made so far
+                per_file = out["total_calls"] / max(1, sum(copied))
+                out["projected_total_calls"] = round(per_file * self.files * len(nodes))
+                rate = out["total_calls"] / elapsed
+                out["projected_seconds"] = round(out["projected_total_calls"] / rate)
+            errors = [m.errors_logged() for m in nodes if m.errors_logged()]
+            if errors:
+                out["daemon_errors"] = errors[0][:500]
+            log(f"  {kind} cluster: {json.dumps({k: v for k, v in out.items() if k != 'node_seconds'})}")
+            return out
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+            for m in nodes:
+                m.stop()
+            shutil.rmtree(dest_root, ignore_errors=True)
+
+    # ---- one node: snapshot mount vs rclone, fresh ----------------------------------------------
+    def single_node(self) -> dict:
+        out = {}
+        dest_root = Path("/dev/shm") / f"synfs-cluster-one-{time.time_ns()}"
+        dest_root.mkdir()
+        try:
+            creds = self.world.sts(self.user.token, self.folder)
+            bucket, base = self.world.layout["bucket"], self.world.layout["baseKey"]
+            for name in ("rclone", "synfs-snapshot", "rclone ", "synfs-snapshot "):
+                path = self.workdir / f"one-{name.strip()}-{time.time_ns()}" / "mnt"
+                path.parent.mkdir(parents=True)
+                if name.startswith("rclone"):
+                    m = RcloneMount(self.world, creds, bucket, f"{base}/small", path)
+                else:
+                    m = SynfsMount(self.world, self.user.token, self.folder, path,
+                                   ["--cache-dir", str(path.parent / "cache"),
+                                    "--snapshot", str(self.snapshot)])
+                m.start()
+                try:
+                    drop_caches(3)
+                    started = time.monotonic()
+                    subprocess.run(["cp", "-r", str(m.path), str(dest_root / "c")], check=True)
+                    took = time.monotonic() - started
+                    assert count_files(dest_root / "c") == self.files
+                    out.setdefault(name.strip(), []).append(took)
+                finally:
+                    m.stop()
+                    shutil.rmtree(dest_root / "c", ignore_errors=True)
+        finally:
+            shutil.rmtree(dest_root, ignore_errors=True)
+        out = {k: min(v) for k, v in out.items()}       # best of two fresh mounts each
+        log(f"  one fresh node, cp -r: {out}")
+        return out
+
+    # ---- all of it ---------------------------------------------------------------------------
+    def run(self) -> dict:
+        self.seed()
+        self.world.emulator.set_faults(throttling=True)
+        try:
+            log("building the snapshot")
+            self.build_snapshots()
+            if self.snapshot is None:
+                raise RuntimeError("no snapshot could be built")
+            log(f"{self.nodes} snapshot mounts at once")
+            self.results["snapshot_cluster"] = self.run_cluster(
+                "snapshot", ["--snapshot", str(self.snapshot)], cap=None)
+            log(f"{self.nodes} live mounts at once (cap {self.live_cap:.0f}s)")
+            self.results["live_cluster"] = self.run_cluster(
+                "live", ["--metadata-ttl", "300"], cap=self.live_cap)
+        finally:
+            self.world.emulator.reset_faults()
+        log("one fresh node: snapshot mount vs rclone")
+        self.results["single_node"] = self.single_node()
+        return self.results
+
+
+def extrapolate(results: dict, nodes_target: int = 1000) -> dict:
+    files = results["files"]
+    out = {}
+    for kind in ("live", "snapshot"):
+        c = results.get(f"{kind}_cluster") or {}
+        total = c.get("projected_total_calls") or c.get("total_calls")
+        if not total:
+            continue
+        per_node = total / results["nodes"]
+        calls = per_node * nodes_target
+        out[kind] = {"calls_per_node": round(per_node, 1), "calls": round(calls),
+                     "minutes_of_quota": round(calls / RATE_PER_MIN, 1)}
+    out["files"] = files
+    out["nodes"] = nodes_target
+    return out
+
+
+def report(results: dict, docs: Path) -> str:
+    r = results
+    ex = r["extrapolation"] = extrapolate(r)
+    build = r.get("snapshot_build", {})
+    sc = build.get("synapseclient", {})
+    one = r.get("single_node", {})
+    live, snap = r.get("live_cluster", {}), r.get("snapshot_cluster", {})
+    lines = ["# Benchmark: a simulated cluster (scenario 7)", "",
+             f"Measured by `python -m bench.cluster` on {time.strftime('%Y-%m-%d')}, one run, "
+             f"2 cores; {r['nodes']} daemons at once (separate mount points and cache "
+             f"directories, one user) each `cp -r` the same {r['files']} files of 64 KiB, "
+             "cold, with production throttling on (600 requests/minute and 3 at once per "
+             "user, shared by all nodes).", "",
+             "## Building the snapshot", "",
+             "| source | seconds | REST calls | vs synapseclient walk + sizes |", "|---|---|---|---|"]
+    for name in ("listings", "view"):
+        b = build.get(name, {})
+        if "seconds" in b:
+            ratio = (f"{sc['seconds'] / b['seconds']:.1f}x faster" if sc.get("seconds")
+                     else "-")
+            lines.append(f"| {name} | {b['seconds']:.1f} | {b.get('calls', '?')} | {ratio} |")
+        else:
+            lines.append(f"| {name} | failed: {b.get('error', 'not run')[:120]} | | |")
+    if sc.get("seconds"):
+        lines.append(f"| synapseclient walk + sizes | {sc['seconds']:.1f} | "
+                     f"{sc.get('requests', '?')} | 1x |")
+    lines += ["", f"## {r['nodes']} nodes at once", "",
+              "| mounts | wall time (s) | REST calls, all nodes | per node | files copied |",
+              "|---|---|---|---|---|"]
+    for name, c in (("snapshot", snap), ("live", live)):
+        if not c:
+            continue
+        wall = (f"{c['seconds']:.1f}" if c.get("finished") else
+                f"> {c['seconds']:.0f} (capped; projected {c.get('projected_seconds')})")
+        calls = (str(c["total_calls"]) if c.get("finished") else
+                 f"{c['total_calls']} in the cap (projected {c.get('projected_total_calls')})")
+        per_node = ", ".join(str(x) for x in c.get("calls", []))
+        lines.append(f"| {name} | {wall} | {calls} | {per_node} | "
+                     f"{sum(c.get('files_copied', []))} of {r['files'] * r['nodes']} |")
+    lines += ["", "## One fresh node: snapshot mount vs rclone mount", ""]
+    if one.get("rclone") and one.get("synfs-snapshot"):
+        lines.append(f"`cp -r` of {r['files']} files: synfs --snapshot {one['synfs-snapshot']:.2f} s, "
+                     f"rclone {one['rclone']:.2f} s: **{one['synfs-snapshot'] / one['rclone']:.2f}x "
+                     "rclone's time** (target: at most 1.5x); best of two fresh mounts each.")
+    lines += ["", f"## Extrapolated to {ex['nodes']} nodes at {RATE_PER_MIN} requests/minute", "",
+              "| mounts | calls per node | calls for 1,000 nodes | minutes of one user's quota |",
+              "|---|---|---|---|"]
+    for kind in ("snapshot", "live"):
+        if kind in ex:
+            e = ex[kind]
+            lines.append(f"| {kind} | {e['calls_per_node']} | {e['calls']:,} | "
+                         f"{e['minutes_of_quota']:,} |")
+    lines += ["", "Live figures marked projected come from the calls made within the cap: "
+              "calls per file copied times the files left, at the measured call rate.", ""]
+    text = "\n".join(lines)
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / "benchmarks-cluster.md").write_text(text)
+    (docs / "benchmarks-cluster.json").write_text(json.dumps(r, indent=1, default=str))
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="scenario 7: a simulated cluster")
+    p.add_argument("--nodes", type=int, default=8)
+    p.add_argument("--live-cap", type=float, default=120.0)
+    p.add_argument("--workdir", type=Path, default=Path("/var/tmp/synfs-bench-cluster"))
+    p.add_argument("--docs", type=Path, default=ROOT / "docs")
+    args = p.parse_args(argv)
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    world = World(args.workdir / "world", log=log).start()
+    try:
+        results = Cluster(world, args.workdir, args.nodes, args.live_cap).run()
+    finally:
+        world.stop()
+    print(report(results, args.docs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
