@@ -18,6 +18,7 @@ import logging
 
 from synfs import errors
 from synfs.fs.attrs import ROOT_INO
+from synfs.fs import lookups
 from synfs.snapshot.store import Node, Snapshot
 from synfs.synapse.models import ChildHeader, Entity, Kind
 
@@ -65,15 +66,10 @@ class SnapTree:
         return True
 
     def remember(self, ino: int) -> None:
-        self.lookups[ino] = self.lookups.get(ino, 0) + 1
+        lookups.remember(self.lookups, ino)
 
     def forget(self, inodes: list[tuple[int, int]]) -> None:
-        for ino, count in inodes:
-            left = self.lookups.get(ino, 0) - count
-            if left > 0:
-                self.lookups[ino] = left
-            else:
-                self.lookups.pop(ino, None)
+        lookups.forget(self.lookups, inodes)
 
     # ---- nodes -----------------------------------------------------------------------------
     def _node(self, entity_id: int) -> Node:

@@ -39,6 +39,7 @@ import outcome
 import trio
 
 from synfs import errors
+from synfs.fs import lookups
 from synfs.fs.attrs import ROOT_INO, Options
 from synfs.cache import SingleFlight, TTLCache
 from synfs.synapse.models import ChildHeader, Entity, Kind
@@ -168,16 +169,11 @@ class Tree:
 
     # ---- kernel lookup counts --------------------------------------------------------------
     def remember(self, ino: int) -> None:
-        self.lookups[ino] = self.lookups.get(ino, 0) + 1
+        lookups.remember(self.lookups, ino)
 
     def forget(self, inodes: list[tuple[int, int]]) -> None:
-        for ino, count in inodes:
-            left = self.lookups.get(ino, 0) - count
-            if left > 0:
-                self.lookups[ino] = left
-            else:
-                self.lookups.pop(ino, None)
-                self.drop_alias_if_unused(ino)
+        for ino in lookups.forget(self.lookups, inodes):
+            self.drop_alias_if_unused(ino)
 
     # ---- remote access with caches ---------------------------------------------------------
     async def entity(self, entity_id: int, fresh: bool = False) -> Entity:
