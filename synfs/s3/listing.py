@@ -3,8 +3,8 @@
 Owns the S3 calls that describe objects rather than read them: ``ListObjectsV2`` and
 ``HeadObject`` (for ``synfs register``). Blocking and thread-safe.
 Credentials come from a ``CredentialStore`` (``read_only`` suffices: Synapse's session policy
-grants ``s3:ListBucket`` on ``<baseKey>/*``); a token S3 rejects as expired is invalidated and
-the page retried ONCE with fresh credentials. ``AccessDenied`` -> PermissionDenied,
+grants ``s3:ListBucket`` on ``<baseKey>/*``); rejected credentials are refreshed as
+``synfs.s3.policy`` says. ``AccessDenied`` -> PermissionDenied,
 ``NoSuchBucket`` -> NotFound; 5xx, SlowDown and connection errors are retried with backoff
 inside the per-call budget, then Unavailable. Credentials never reach a log or a message.
 """
@@ -20,7 +20,8 @@ import botocore.exceptions
 
 from synfs.errors import NotFound, PermissionDenied, Unavailable
 from synfs.s3.clients import ClientCache, s3_config
-from synfs.s3.reader import NOT_FOUND_CODES, REFRESH_CODES, RETRY_CODES, TRANSPORT_ERRORS
+from synfs.s3.policy import (NOT_FOUND_CODES, TRANSPORT_ERRORS, RequestCredentials, client_error,
+                             retryable)
 from synfs.synapse.client import CallStats, RetryBudget, quiet_third_party_loggers
 
 log = logging.getLogger(__name__)
@@ -100,33 +101,26 @@ class S3Lister:
 
     def _call(self, op: str, where: str, storage_location_id: int, entity_id: int, fn) -> dict:
         budget = RetryBudget(self.retry_budget_s)
-        refreshed = False
-        creds = self.credentials.get(storage_location_id, entity_id, self.permission)
+        rc = RequestCredentials(self.credentials, storage_location_id, entity_id,
+                                self.permission)
         last = ""
         while True:
             self.stats.incr(f"s3 {op}")
             started = time.monotonic()
             try:
-                resp = fn(self._clients.get(creds))
+                resp = fn(self._clients.get(rc.creds))
                 log.debug("%s %s -> ok in %.3fs", op, where, time.monotonic() - started)
                 return resp
             except botocore.exceptions.ClientError as exc:
-                code = str(exc.response.get("Error", {}).get("Code", ""))
-                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+                code, status, _ = client_error(exc)
                 log.debug("%s %s -> %d %s", op, where, status, code)
-                if code in REFRESH_CODES or (status == 403 and self.credentials.expired(creds)):
-                    if refreshed:
-                        raise PermissionDenied(f"S3 rejected fresh credentials: {op} {where}: "
-                                               f"{status} {code}") from None
-                    refreshed = True
-                    self.credentials.invalidate(storage_location_id, self.permission, creds)
-                    creds = self.credentials.get(storage_location_id, entity_id, self.permission)
+                if rc.refresh_after(code, status, f"S3 {op} {where}: {status} {code}"):
                     continue
                 if code == "AccessDenied" or status == 403:
                     raise PermissionDenied(f"S3 {op} {where}: {status} {code}") from None
                 if code in NOT_FOUND_CODES or status == 404:
                     raise NotFound(f"S3 {op} {where}: {status} {code}") from None
-                if not (status >= 500 or status == 429 or code in RETRY_CODES):
+                if not retryable(code, status):
                     raise Unavailable(f"S3 {op} {where}: {status} {code}") from None
                 last = f"{status} {code}"
             except TRANSPORT_ERRORS as exc:

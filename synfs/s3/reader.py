@@ -3,10 +3,8 @@
 Owns the byte-fetching I/O (blocking, thread-safe, called from worker threads):
 
 * ``S3Reader`` reads ``bytes=start-end`` of an object with boto3, one client per distinct
-  credential set (cached, path-style, us-east-1, botocore's own retries off). A token S3
-  rejects as expired or invalid (``ExpiredToken``, ``InvalidToken``, ``InvalidAccessKeyId``, or
-  any 403 once the reported expiration has passed: SeaweedFS's codes differ from AWS's) is
-  invalidated in the ``CredentialStore`` and the read retried ONCE with fresh credentials.
+  credential set (cached, path-style, us-east-1, botocore's own retries off). Credentials S3
+  rejects are refreshed as ``synfs.s3.policy`` says (a fresh set, the read retried).
   ``AccessDenied`` -> PermissionDenied, ``NoSuchKey`` -> NotFound; 5xx, SlowDown and connection
   errors are retried with backoff inside the per-call budget, then Unavailable.
 * ``UrlReader`` does the same over ``requests`` for files without STS, given a callable that
@@ -33,12 +31,13 @@ from urllib.parse import urlsplit
 import botocore.config
 import botocore.exceptions
 import requests
-import urllib3.exceptions
 
 from synfs.errors import NotFound, PermissionDenied, Unavailable
 from synfs.synapse.client import (CallStats, RetryBudget, quiet_third_party_loggers,
                                   shared_adapter, thread_session)
 from synfs.s3.clients import ClientCache, s3_config
+from synfs.s3.policy import (NOT_FOUND_CODES, RETRY_STATUSES, TRANSPORT_ERRORS, RequestCredentials,
+                             client_error, retryable)
 from synfs.synapse.models import StsCredentials
 
 log = logging.getLogger(__name__)
@@ -48,16 +47,6 @@ class ShortBody(ConnectionError):
     """The connection ended before the body promised by Content-Length (retried)."""
 
 
-REFRESH_CODES = frozenset({"ExpiredToken", "InvalidToken", "InvalidAccessKeyId",
-                           "TokenRefreshRequired"})
-RETRY_CODES = frozenset({"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout",
-                         "RequestTimeTooSkewed", "Throttling", "ThrottlingException",
-                         "BadGateway", "GatewayTimeout"})
-NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound"})
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-TRANSPORT_ERRORS = (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError,
-                    botocore.exceptions.IncompleteReadError, urllib3.exceptions.HTTPError,
-                    ConnectionError, TimeoutError)
 URL_LIFETIME_S = 25.0        # pre-signed URLs live 30 s; refetch before a retry after this
 
 
@@ -171,14 +160,14 @@ class S3Reader:
     def _get(self, storage_location_id, entity_id, bucket, key, start, length, out):
         where = f"syn{entity_id}"
         budget = RetryBudget(self.retry_budget_s)
-        refreshed = False
-        creds = self.credentials.get(storage_location_id, entity_id, self.permission)
+        rc = RequestCredentials(self.credentials, storage_location_id, entity_id,
+                                self.permission, self.stats)
         last = ""
         while True:
             self.stats.incr("s3 GetObject")
             started = time.monotonic()
             try:
-                resp = self._client(creds).get_object(Bucket=bucket, Key=key,
+                resp = self._client(rc.creds).get_object(Bucket=bucket, Key=key,
                                                       Range=_range(start, length))
                 ignored_range = (resp.get("ResponseMetadata", {}).get("HTTPStatusCode") == 200
                                  and not resp.get("ContentRange"))
@@ -189,19 +178,11 @@ class S3Reader:
                           time.monotonic() - started)
                 return result
             except botocore.exceptions.ClientError as exc:
-                err = exc.response.get("Error", {})
-                code = str(err.get("Code", ""))
-                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+                code, status, _ = client_error(exc)
                 log.debug("GetObject %s -> %d %s in %.3fs", where, status, code,
                           time.monotonic() - started)
-                if code in REFRESH_CODES or (status == 403 and self.credentials.expired(creds)):
-                    if refreshed:
-                        raise PermissionDenied(f"S3 rejected fresh credentials for {where}: "
-                                               f"{status} {code}", entity=where) from None
-                    refreshed = True
-                    self.stats.incr("s3 refresh")
-                    self.credentials.invalidate(storage_location_id, self.permission, creds)
-                    creds = self.credentials.get(storage_location_id, entity_id, self.permission)
+                if rc.refresh_after(code, status, f"S3 GetObject {where}: {status} {code}",
+                                    where):
                     continue
                 if code == "AccessDenied" or status == 403:
                     raise PermissionDenied(f"S3 GetObject {where}: {status} {code}",
@@ -210,7 +191,7 @@ class S3Reader:
                     raise NotFound(f"S3 GetObject {where}: {status} {code}", entity=where) from None
                 if code == "InvalidRange" or status == 416:
                     return b"" if out is None else 0
-                if status in RETRY_STATUSES or status >= 500 or code in RETRY_CODES:
+                if retryable(code, status):
                     last = f"{status} {code}"
                 else:
                     raise Unavailable(f"S3 GetObject {where}: {status} {code}",

@@ -18,9 +18,8 @@ size while it was read is refused (``ContentChanged``) and its object deleted.
 
 Objects get the canned ACL ``bucket-owner-full-control`` (synapse-api.md §5.3); a bucket that
 refuses ACLs ("Invalid canned ACL", ``AccessControlListNotSupported``) is written again without
-one and remembered. Errors, per request: credentials S3 calls expired or invalid
-(``ExpiredToken``, ``InvalidToken``, ``InvalidAccessKeyId``, a 403 after the reported expiry) are
-refreshed once; ``AccessDenied`` -> PermissionDenied; ``QuotaExceeded`` -> QuotaExceeded
+one and remembered. Errors, per request: credentials S3 rejects are refreshed as
+``synfs.s3.policy`` says; ``AccessDenied`` -> PermissionDenied; ``QuotaExceeded`` -> QuotaExceeded
 (EDQUOT); ``EntityTooLarge`` -> FileTooLarge (EFBIG); 5xx, SlowDown and transport errors are
 retried with backoff inside ``retry_budget_s``, then Unavailable. Every call has a connect and a
 read timeout. ``delete`` is best-effort cleanup of an orphan object and never raises.
@@ -43,8 +42,8 @@ import botocore.exceptions
 
 from synfs.errors import (ContentChanged, FileTooLarge, NotFound, PermissionDenied,
                           QuotaExceeded, SynfsError, Unavailable)
-from synfs.s3.reader import (NOT_FOUND_CODES, REFRESH_CODES, RETRY_CODES, RETRY_STATUSES,
-                             TRANSPORT_ERRORS)
+from synfs.s3.policy import (NOT_FOUND_CODES, TRANSPORT_ERRORS, RequestCredentials, client_error,
+                             retryable)
 from synfs.synapse.client import CallStats, RetryBudget, quiet_third_party_loggers
 from synfs.s3.clients import ClientCache, s3_config
 from synfs.synapse.models import StsCredentials
@@ -298,31 +297,21 @@ class S3Uploader:
         sl = target.storage_location_id
         budget_total = self.retry_budget_s if budget_s is None else budget_s
         budget = RetryBudget(budget_total)
-        refreshed = False
-        creds = self.credentials.get(sl, target.entity_id, PERMISSION)
+        rc = RequestCredentials(self.credentials, sl, target.entity_id, PERMISSION, self.stats)
         last = ""
         while True:
             self.stats.incr(f"s3 {op}")
             started = time.monotonic()
             try:
-                resp = fn(self._client(creds))
+                resp = fn(self._client(rc.creds))
                 log.debug("%s %s in %.3fs", op, where, time.monotonic() - started)
                 return resp
             except botocore.exceptions.ClientError as exc:
-                err = exc.response.get("Error", {})
-                code, message = str(err.get("Code", "")), str(err.get("Message", ""))
-                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+                code, status, message = client_error(exc)
                 log.debug("%s %s -> %d %s in %.3fs", op, where, status, code,
                           time.monotonic() - started)
                 what = f"S3 {op} {where}: {status} {code}"
-                if code in REFRESH_CODES or (status == 403 and self.credentials.expired(creds)):
-                    if refreshed:
-                        raise PermissionDenied(f"{what} with fresh credentials",
-                                               entity=entity) from None
-                    refreshed = True
-                    self.stats.incr("s3 refresh")
-                    self.credentials.invalidate(sl, PERMISSION, creds)
-                    creds = self.credentials.get(sl, target.entity_id, PERMISSION)
+                if rc.refresh_after(code, status, what, entity):
                     continue
                 if acl_sensitive and _acl_refused(code, message):
                     raise _AclRefused() from None
@@ -334,8 +323,7 @@ class S3Uploader:
                     raise PermissionDenied(what, entity=entity) from None
                 if code in NOT_FOUND_CODES or code == "NoSuchUpload" or status == 404:
                     raise (NotFound if missing_ok else Unavailable)(what, entity=entity) from None
-                if not (status in RETRY_STATUSES or status >= 500 or code in RETRY_CODES
-                        or code == "BadDigest"):
+                if not (retryable(code, status) or code == "BadDigest"):
                     raise Unavailable(what, entity=entity) from None
                 last = f"{status} {code}"
             except TRANSPORT_ERRORS as exc:

@@ -115,6 +115,42 @@ def test_rejected_fresh_token_is_permission_denied(fake):
     assert sts.calls == 2 and len(fake.calls()) == 2
 
 
+def test_fresh_token_expiring_during_retries_is_refreshed_again(fake):
+    """A long 5xx outage outlives the fresh set too: once that set's own reported expiry has
+    passed, its rejection earns another refresh (it is not a refusal of valid credentials)."""
+    sts = FakeSts(lifetime=1.0)
+    issued: dict[str, float] = {}
+
+    def script(req):
+        key = access_key_of(req)
+        issued.setdefault(key, time.time())
+        if key == "AKID1":
+            return s3_error(403, "ExpiredToken")
+        if key == "AKID2":
+            expired = time.time() > issued[key] + 1.2
+            return s3_error(403, "ExpiredToken") if expired else s3_error(503, "SlowDown")
+        return ranged(req)
+
+    fake.route("GET", r"^/bkt/", script)
+    reader = S3Reader(fake.url, CredentialStore(sts), retry_budget_s=10)
+    assert reader.read_range(5, 100, "bkt", "k", 0, 10) == DATA[:10]
+    keys = [access_key_of(r) for r in fake.calls("GET")]
+    assert keys[0] == "AKID1" and keys[-1] == "AKID3" and "AKID2" in keys
+    assert reader.stats["s3 refresh"] == 2
+
+
+def test_refreshes_per_request_are_bounded(fake):
+    """S3 calling every set expired, even ones whose reported expiry has passed at once (a
+    skewed clock), ends in PermissionDenied after a bounded number of refreshes."""
+    from synfs.s3.policy import MAX_REFRESHES
+    fake.route("GET", r"^/bkt/", s3_error(403, "ExpiredToken"))
+    sts = FakeSts(lifetime=-5.0)
+    reader = S3Reader(fake.url, CredentialStore(sts), retry_budget_s=5)
+    with pytest.raises(PermissionDenied):
+        reader.read_range(5, 100, "bkt", "k", 0, 10)
+    assert len(fake.calls("GET")) == MAX_REFRESHES + 1
+
+
 def test_access_denied_with_valid_credentials_is_not_refreshed(fake):
     fake.route("GET", r"^/bkt/", s3_error(403, "AccessDenied"))
     reader, sts = make_reader(fake)
