@@ -62,11 +62,8 @@ def _entity_for_acl(c, raw: str):
 @repo.get("/entity/<raw_id>/acl")
 @context.scopes("view")
 def get_acl(raw_id: str):
-    store = context.store()
-    with store.tx() as c:
-        row = _entity_for_acl(c, raw_id)
+    with entity_core.checked_entity(raw_id) as (c, row):
         eid = row["id"]
-        acl.require(c, context.user(), eid, "READ")
         ben = acl.benefactor(c, eid)
         if ben != eid:
             prefix = request.host_url.rstrip("/") + "/repo/v1"
@@ -142,13 +139,9 @@ def restore_inheritance(raw_id: str):
 @repo.get("/entity/<raw_id>/benefactor")
 @context.scopes("view")
 def get_benefactor(raw_id: str):
-    store = context.store()
-    with store.tx() as c:
-        row = _entity_for_acl(c, raw_id)
-        eid = row["id"]
-        acl.require(c, context.user(), eid, "READ")
-        ben = acl.benefactor(c, eid)
-        out = entity_core.header_json(c, store.entity_row(c, ben))
+    with entity_core.checked_entity(raw_id) as (c, row):
+        ben = acl.benefactor(c, row["id"])
+        out = entity_core.header_json(c, context.store().entity_row(c, ben))
     return jsonify(out)
 
 
