@@ -15,6 +15,8 @@ import os
 import stat
 from pathlib import Path
 
+from synfs.config import PRODUCTION
+
 
 class TokenError(Exception):
     """No usable token: the message says where synfs looked."""
@@ -97,3 +99,30 @@ def endpoints_from_config(config: Path | None = None) -> dict[str, str]:
     return {k: parser.get("endpoints", k) for k in
             ("repoEndpoint", "fileHandleEndpoint", "authEndpoint")
             if parser.has_option("endpoints", k)}
+
+
+_OPTIONS = {"repoEndpoint": "repo", "fileHandleEndpoint": "file", "authEndpoint": "auth"}
+
+
+def endpoints(args) -> dict[str, str]:
+    """Each Synapse endpoint (``repoEndpoint``, ``fileHandleEndpoint``, ``authEndpoint``): its
+    ``--*-endpoint`` option, else the config file's ``[endpoints]``, else production's."""
+    from_cfg = endpoints_from_config(args.config)
+    return {key: getattr(args, f"{opt}_endpoint", None) or from_cfg.get(key, PRODUCTION[key])
+            for key, opt in _OPTIONS.items()}
+
+
+def add_options(p, *, endpoints: tuple[str, ...] = ("repo", "file", "auth", "s3")) -> None:
+    """The options a command that talks to Synapse takes to find the token and endpoints
+    (``--token-file``, ``--config``, ``--profile``) and the endpoints it uses."""
+    p.add_argument("--token-file", type=Path, help="file holding the Synapse access token "
+                   "(default: ~/.synapseConfig, then SYNAPSE_AUTH_TOKEN)")
+    p.add_argument("--config", type=Path, help="synapseclient config file (~/.synapseConfig)")
+    p.add_argument("--profile", help="profile in the config file (default: SYNAPSE_PROFILE or "
+                   "default)")
+    for name in endpoints:
+        if name == "s3":
+            p.add_argument("--s3-endpoint", help="S3 endpoint URL (default: AWS)")
+        else:
+            key = next(k for k, opt in _OPTIONS.items() if opt == name)
+            p.add_argument(f"--{name}-endpoint", help=f"default {PRODUCTION[key]}")

@@ -150,7 +150,9 @@ class Seeder:
 
     # ---- the whole project -----------------------------------------------------------
     def seed(self, previous: dict | None = None, progress=print,
-             project_name: str = "synfs demo") -> dict:
+             project_name: str = "synfs demo", *, sts_files=SYNAPSE_STS_FILES,
+             external_files=EXTERNAL_FILES, plain_files=PLAIN_FILES) -> dict:
+        """The sample project (every storage kind); tests may pass smaller file lists."""
         if previous:
             resp = self.http.get(self.info["repoEndpoint"] + f"/entity/{previous['project']}",
                                  timeout=60)
@@ -165,7 +167,7 @@ class Seeder:
         sts, sts_loc = self.sts_folder(project, "synapse-sts", {
             "concreteType": CT + "project.S3StorageLocationSetting", "uploadType": "S3",
             "stsEnabled": True})
-        for path, name, size in SYNAPSE_STS_FILES:
+        for path, name, size in sts_files:
             progress(f"uploading synapse-sts/{path + '/' if path else ''}{name} ({size} bytes)")
             handle = self.multipart(name, content(name, size), sts_loc)
             parent = self.folder_path(sts, path, cache)
@@ -177,7 +179,7 @@ class Seeder:
         ext, ext_loc = self.sts_folder(project, "external-sts", {
             "concreteType": CT + "project.ExternalS3StorageLocationSetting", "uploadType": "S3",
             "bucket": bucket, "baseKey": base_key, "stsEnabled": True})
-        for path, name, size in EXTERNAL_FILES:
+        for path, name, size in external_files:
             progress(f"uploading external-sts/{path + '/' if path else ''}{name}")
             handle = self.sts_put(ext, ext_loc, name, content(name, size))
             parent = self.folder_path(ext, path, cache)
@@ -185,7 +187,7 @@ class Seeder:
                 "FileEntity", name, parent, dataFileHandleId=handle)
 
         plain = self.entity("Folder", "plain", project)
-        for path, name, size in PLAIN_FILES:
+        for path, name, size in plain_files:
             progress(f"uploading plain/{path + '/' if path else ''}{name}")
             handle = self.multipart(name, content(name, size), 1)
             parent = self.folder_path(plain, path, cache)

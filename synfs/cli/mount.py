@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from synfs.cli import auth
-from synfs.config import (EXIT_AUTH, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_OK, PRODUCTION,
-                          Config, ConfigError, parse_mode, parse_size)
+from synfs.config import (EXIT_AUTH, EXIT_FAILED, EXIT_MOUNTPOINT, EXIT_OK, Config, ConfigError,
+                          parse_mode, parse_size)
 from synfs.synapse.models import parse_id
 
 MOUNT_EPILOG = """examples:
@@ -53,13 +53,7 @@ def add_mount_parser(sub) -> None:
                    help="with --snapshot: one GET /userProfile to refuse a snapshot another "
                         "user took (exit 12)")
     p.add_argument("-f", "--foreground", action="store_true", help="do not detach")
-    p.add_argument("--token-file", type=Path, help="file holding the Synapse access token")
-    p.add_argument("--config", type=Path, help="synapseclient config file (~/.synapseConfig)")
-    p.add_argument("--profile", help="profile in the config file (default: SYNAPSE_PROFILE or default)")
-    p.add_argument("--repo-endpoint", help=f"default {PRODUCTION['repoEndpoint']}")
-    p.add_argument("--file-endpoint", help=f"default {PRODUCTION['fileHandleEndpoint']}")
-    p.add_argument("--auth-endpoint", help=f"default {PRODUCTION['authEndpoint']}")
-    p.add_argument("--s3-endpoint", help="S3 endpoint URL (default: AWS)")
+    auth.add_options(p)
     p.add_argument("--read-only", action="store_true",
                    help="never write, even in external-bucket STS folders")
     p.add_argument("--allow-other", action="store_true",
@@ -142,14 +136,11 @@ def config_from_args(args, token: auth.FoundToken) -> Config:
         except ValueError:
             raise ConfigError(f"{args.syn_id!r} is not a Synapse id (expected e.g. "
                               "syn12345)") from None
-    from_cfg = auth.endpoints_from_config(args.config)
+    endpoints = auth.endpoints(args)
     return Config(
         root_id=root_id, mountpoint=args.mountpoint.expanduser().absolute(), token=token.token,
-        token_source=token.source,
-        repo_endpoint=args.repo_endpoint or from_cfg.get("repoEndpoint", PRODUCTION["repoEndpoint"]),
-        file_endpoint=args.file_endpoint or from_cfg.get("fileHandleEndpoint",
-                                                         PRODUCTION["fileHandleEndpoint"]),
-        auth_endpoint=args.auth_endpoint or from_cfg.get("authEndpoint", PRODUCTION["authEndpoint"]),
+        token_source=token.source, repo_endpoint=endpoints["repoEndpoint"],
+        file_endpoint=endpoints["fileHandleEndpoint"], auth_endpoint=endpoints["authEndpoint"],
         s3_endpoint=args.s3_endpoint, allow_other=args.allow_other,
         uid=os.getuid() if args.uid is None else args.uid,
         gid=os.getgid() if args.gid is None else args.gid,

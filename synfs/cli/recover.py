@@ -18,7 +18,7 @@ from pathlib import Path
 
 from synfs import errors
 from synfs.cli import auth
-from synfs.config import EXIT_AUTH, EXIT_FAILED, EXIT_OK, EXIT_USAGE, PRODUCTION
+from synfs.config import EXIT_AUTH, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from synfs.write import journal, recovery
 
 EPILOG = """examples:
@@ -45,13 +45,7 @@ def add_recover_parser(sub) -> None:
     p.add_argument("--cache-dir", type=Path, help="the mount's --cache-dir (default "
                    "~/.cache/synfs)")
     p.add_argument("--json", action="store_true", help="list: print JSON")
-    p.add_argument("--token-file", type=Path, help="file holding the Synapse access token")
-    p.add_argument("--config", type=Path, help="synapseclient config file (~/.synapseConfig)")
-    p.add_argument("--profile", help="profile in the config file")
-    p.add_argument("--repo-endpoint", help=f"default {PRODUCTION['repoEndpoint']}")
-    p.add_argument("--file-endpoint", help=f"default {PRODUCTION['fileHandleEndpoint']}")
-    p.add_argument("--auth-endpoint", help=f"default {PRODUCTION['authEndpoint']}")
-    p.add_argument("--s3-endpoint", help="S3 endpoint URL (default: AWS)")
+    auth.add_options(p)
     p.add_argument("--retry-budget", type=float, default=30.0,
                    help="seconds to keep retrying Synapse (default 30)")
 
@@ -97,12 +91,9 @@ def _saver(args) -> recovery.Saver:
     from synfs.synapse.writer import SynapseWriter
 
     token = auth.find_token(args.token_file, args.config, args.profile)
-    from_cfg = auth.endpoints_from_config(args.config)
+    ends = auth.endpoints(args)
     client = SynapseClient(Endpoints(
-        repo=args.repo_endpoint or from_cfg.get("repoEndpoint", PRODUCTION["repoEndpoint"]),
-        file=args.file_endpoint or from_cfg.get("fileHandleEndpoint",
-                                                PRODUCTION["fileHandleEndpoint"]),
-        auth=args.auth_endpoint or from_cfg.get("authEndpoint", PRODUCTION["authEndpoint"])),
+        repo=ends["repoEndpoint"], file=ends["fileHandleEndpoint"], auth=ends["authEndpoint"]),
         token.token, retry_budget_s=args.retry_budget)
     client.user_profile()
     uploader = S3Uploader(args.s3_endpoint, CredentialStore(client),

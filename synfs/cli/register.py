@@ -18,7 +18,7 @@ from pathlib import Path
 from synfs import errors
 from synfs.cli import auth
 from synfs.config import (EXIT_AUTH, EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE,
-                          PRODUCTION, ConfigError, parse_size)
+                          ConfigError, parse_size)
 from synfs.synapse.models import parse_id
 
 EXIT_INTERRUPTED = 130
@@ -63,13 +63,7 @@ def add_register_parser(sub) -> None:
     p.add_argument("--state-dir", type=Path,
                    help="where the resume journal lives (default ~/.cache/synfs/register)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
-    p.add_argument("--token-file", type=Path, help="file holding the Synapse access token "
-                   "(default: ~/.synapseConfig, then SYNAPSE_AUTH_TOKEN)")
-    p.add_argument("--config", type=Path, help="synapseclient config file (~/.synapseConfig)")
-    p.add_argument("--profile", help="profile in the config file")
-    p.add_argument("--repo-endpoint", help=f"default {PRODUCTION['repoEndpoint']}")
-    p.add_argument("--file-endpoint", help=f"default {PRODUCTION['fileHandleEndpoint']}")
-    p.add_argument("--s3-endpoint", help="S3 endpoint URL (default: AWS)")
+    auth.add_options(p, endpoints=("repo", "file", "s3"))
     p.add_argument("--retry-budget", type=float, default=30.0,
                    help="seconds to keep retrying one Synapse or S3 call (default 30)")
 
@@ -122,11 +116,9 @@ def _run(args) -> int:
     except auth.TokenError as exc:
         return _fail(str(exc), EXIT_AUTH)
     redact.register_secret(token.token)
-    from_cfg = auth.endpoints_from_config(args.config)
-    endpoints = Endpoints(
-        repo=(args.repo_endpoint or from_cfg.get("repoEndpoint", PRODUCTION["repoEndpoint"])).rstrip("/"),
-        file=(args.file_endpoint or from_cfg.get("fileHandleEndpoint",
-                                                 PRODUCTION["fileHandleEndpoint"])).rstrip("/"))
+    ends = auth.endpoints(args)
+    endpoints = Endpoints(repo=ends["repoEndpoint"].rstrip("/"),
+                          file=ends["fileHandleEndpoint"].rstrip("/"))
     client = SynapseClient(endpoints, token.token, retry_budget_s=args.retry_budget)
     writer = SynapseWriter(client)
     creds = CredentialStore(client)

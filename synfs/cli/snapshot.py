@@ -17,8 +17,8 @@ from pathlib import Path
 
 from synfs import errors
 from synfs.cli import auth
-from synfs.config import (EXIT_AUTH, EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE,
-                          PRODUCTION)
+from synfs.config import EXIT_AUTH, EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE
+from synfs.progress import StatusLine, human
 
 EPILOG = """examples:
   synfs snapshot syn12345 -o /shared/tree.synfs               # listings + one call per file
@@ -50,11 +50,7 @@ def add_snapshot_parser(sub) -> None:
                    help="discard an unfinished FILE.partial instead of resuming it")
     p.add_argument("--json", action="store_true", help="info: print JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--token-file", type=Path, help="file holding the Synapse access token")
-    p.add_argument("--config", type=Path, help="synapseclient config file (~/.synapseConfig)")
-    p.add_argument("--profile", help="profile in the config file")
-    p.add_argument("--repo-endpoint", help=f"default {PRODUCTION['repoEndpoint']}")
-    p.add_argument("--file-endpoint", help=f"default {PRODUCTION['fileHandleEndpoint']}")
+    auth.add_options(p, endpoints=("repo", "file"))
     p.add_argument("--retry-budget", type=float, default=30.0,
                    help="seconds to keep retrying Synapse (default 30)")
 
@@ -95,7 +91,7 @@ def _info(args) -> int:
           f"{info['source']}" + (f" {info['view']}" if info['view'] else "") +
           (f" where {info['where']}" if info['where'] else ""))
     print(f"contents  {info['folders']} folders, {info['files']} files, "
-          f"{_size(info['bytes'])} ({info['files_without_access']} files without download "
+          f"{human(info['bytes'])} ({info['files_without_access']} files without download "
           f"access), storage locations {info['storage_locations']}")
     return EXIT_OK
 
@@ -115,45 +111,19 @@ def _diff(args) -> int:
     return EXIT_OK if result.empty else EXIT_FAILED
 
 
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-class Bar:
-    """A progress line: redrawn in place on a terminal, a plain line every 10 s otherwise."""
+class Bar(StatusLine):
+    """The build's progress: a bar on a terminal, a plain line every 10 s otherwise."""
 
     def __init__(self, stream, enabled: bool):
-        self.stream = stream
-        self.tty = enabled and stream.isatty()
-        self.plain = enabled and not self.tty
-        self.last = 0.0 if self.tty else time.monotonic()   # plain: a first line after 10 s
+        super().__init__(stream, enabled=enabled, interval=0.1, plain_every=10.0, width=20,
+                         fill="-")
 
     def __call__(self, p) -> None:
-        now = time.monotonic()
-        if now - self.last < (0.1 if self.tty else 10.0) and p.phase != "done":
-            return
-        self.last = now
-        total = max(p.files_total, 1)
-        frac = min(1.0, p.files_done / total)
         rate = p.files_done / p.elapsed() if p.elapsed() > 0 else 0
         eta = f"{(p.files_total - p.files_done) / rate:.0f}s" if rate > 0 and p.files_total else "?"
-        text = (f"{p.phase}: {p.folders} folders, files {p.files_done}/{p.files_total}, "
-                f"{p.calls} calls, ETA {eta}")
-        if self.tty:
-            bar = "#" * int(frac * 20) + "-" * (20 - int(frac * 20))
-            self.stream.write(f"\r[{bar}] {text}\x1b[K")
-        elif self.plain:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def end(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        self.show(f"{p.phase}: {p.folders} folders, files {p.files_done}/{p.files_total}, "
+                  f"{p.calls} calls, ETA {eta}", p.files_done / max(p.files_total, 1),
+                  force=p.phase == "done")
 
 
 def _build(args) -> int:
@@ -188,12 +158,10 @@ def _build(args) -> int:
     from synfs.service import logs
 
     logs.register_secret(token.token)
-    cfg = auth.endpoints_from_config(args.config)
-    repo = args.repo_endpoint or cfg.get("repoEndpoint", PRODUCTION["repoEndpoint"])
-    client = SynapseClient(Endpoints(
-        repo=repo, file=args.file_endpoint or cfg.get("fileHandleEndpoint",
-                                                      PRODUCTION["fileHandleEndpoint"])),
-        token.token, retry_budget_s=args.retry_budget)
+    ends = auth.endpoints(args)
+    repo = ends["repoEndpoint"]
+    client = SynapseClient(Endpoints(repo=repo, file=ends["fileHandleEndpoint"]),
+                           token.token, retry_budget_s=args.retry_budget)
     started = time.monotonic()
     bar = Bar(sys.stderr, not args.no_progress)
     temp_view = None
@@ -231,7 +199,7 @@ def _build(args) -> int:
         calls = sum(client.stats.snapshot().values())
         writer.finish({"calls": str(calls), "seconds": f"{seconds:.1f}"})
         bar.end()
-        print(f"snapshot of syn{root_id} in {out}: {files} files, {_size(size)}, "
+        print(f"snapshot of syn{root_id} in {out}: {files} files, {human(size)}, "
               f"{calls} calls, {seconds:.1f} s (from {source})")
         return EXIT_OK
     except errors.AuthenticationFailed as exc:

@@ -20,6 +20,13 @@ def _touch(c, eid: int, user) -> None:
     entity_core.touch(c, eid, user.id)
 
 
+def _save_acl(c, user, eid: int, entries: list[tuple[int, list[str]]]) -> dict:
+    """Give ``eid`` the ACL ``entries`` (the entity gets a new etag); the ACL as saved."""
+    _touch(c, eid, user)
+    acl.write_acl(c, eid, entries)
+    return acl.acl_json(c, eid)
+
+
 def _parse_acl_body(data: dict, user, owner_id: int) -> list[tuple[int, list[str]]]:
     """Validate a request ACL like ``PermissionsManagerUtils.validateACLContent`` (400s)."""
     ra = data.get("resourceAccess")
@@ -62,11 +69,8 @@ def _entity_for_acl(c, raw: str):
 @repo.get("/entity/<raw_id>/acl")
 @context.scopes("view")
 def get_acl(raw_id: str):
-    store = context.store()
-    with store.tx() as c:
-        row = _entity_for_acl(c, raw_id)
+    with entity_core.checked_entity(raw_id) as (c, row):
         eid = row["id"]
-        acl.require(c, context.user(), eid, "READ")
         ben = acl.benefactor(c, eid)
         if ben != eid:
             prefix = request.host_url.rstrip("/") + "/repo/v1"
@@ -91,9 +95,7 @@ def create_acl(raw_id: str):
         acl.require(c, user, ben, "CHANGE_PERMISSIONS")
         entries = _parse_acl_body(data, user, row["created_by"])
         _check_sts_child(c, eid)
-        _touch(c, eid, user)
-        acl.write_acl(c, eid, entries)
-        out = acl.acl_json(c, eid)
+        out = _save_acl(c, user, eid, entries)
     return jsonify(out), 201
 
 
@@ -115,9 +117,7 @@ def update_acl(raw_id: str):
             raise PreconditionFailed(
                 f"Access Control List was updated since you last fetched it, retrieve it again "
                 f"and reapply the update. ({syn_id(eid)})")
-        _touch(c, eid, user)
-        acl.write_acl(c, eid, entries)
-        out = acl.acl_json(c, eid)
+        out = _save_acl(c, user, eid, entries)
     return jsonify(out)
 
 
@@ -142,13 +142,9 @@ def restore_inheritance(raw_id: str):
 @repo.get("/entity/<raw_id>/benefactor")
 @context.scopes("view")
 def get_benefactor(raw_id: str):
-    store = context.store()
-    with store.tx() as c:
-        row = _entity_for_acl(c, raw_id)
-        eid = row["id"]
-        acl.require(c, context.user(), eid, "READ")
-        ben = acl.benefactor(c, eid)
-        out = entity_core.header_json(c, store.entity_row(c, ben))
+    with entity_core.checked_entity(raw_id) as (c, row):
+        ben = acl.benefactor(c, row["id"])
+        out = entity_core.header_json(c, context.store().entity_row(c, ben))
     return jsonify(out)
 
 

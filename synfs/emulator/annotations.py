@@ -16,8 +16,8 @@ from flask import Blueprint, jsonify
 
 from . import acl, context
 from .db import parse_syn_id, syn_id
-from .entity_core import get_live_entity, path_entity_id, touch, version_row
-from .errors import BadRequest, NotFound, PreconditionFailed
+from .entity_core import checked_entity, get_live_entity, path_entity_id, touch
+from .errors import BadRequest, PreconditionFailed
 
 repo = Blueprint("annotations", __name__)
 BLUEPRINTS = [(repo, "/repo/v1")]
@@ -110,10 +110,7 @@ def delete(c, eid: int) -> None:
 @repo.get("/entity/<raw_id>/annotations2")
 @context.scopes("view")
 def get_annotations(raw_id: str):
-    eid = path_entity_id(raw_id)
-    with context.store().tx() as c:
-        row = get_live_entity(c, eid)
-        acl.require(c, context.user(), eid, "READ")
+    with checked_entity(raw_id) as (c, row):
         out = annotations_json(c, row)
     return jsonify(out)
 
@@ -121,12 +118,7 @@ def get_annotations(raw_id: str):
 @repo.get("/entity/<raw_id>/version/<int:version>/annotations2")
 @context.scopes("view")
 def get_version_annotations(raw_id: str, version: int):
-    eid = path_entity_id(raw_id)
-    with context.store().tx() as c:
-        row = get_live_entity(c, eid)
-        acl.require(c, context.user(), eid, "READ")
-        if version_row(c, eid, version) is None:
-            raise NotFound(f"Cannot find a node with id {eid} and version {version}")
+    with checked_entity(raw_id, version=version) as (c, row):
         out = annotations_json(c, row)
     return jsonify(out)
 

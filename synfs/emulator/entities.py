@@ -18,7 +18,7 @@ from . import (acl, annotations, context, entity_bundle, entity_children, entity
                trash, view_schema)
 from .db import FILE, PROJECT, ROOT_ID, Store, new_etag, parse_syn_id, synapse_date, syn_id
 from .entity_core import (CREATABLE, MAX_DESCRIPTION, VERSIONABLE, check_handle_creator,
-                          check_name_free, check_parent_type, current_file_handle_id, entity_json,
+                          checked_entity, check_name_free, check_parent_type, current_file_handle_id, entity_json,
                           entity_type_enum, get_live_entity, handle_row, header_json,
                           is_empty_with_trash, parent_type_error, parse_handle_id,
                           path_entity_id, touch, validate_name, version_row)
@@ -154,10 +154,7 @@ def create_entity():
 @repo.get("/entity/<raw_id>")
 @context.scopes("view")
 def get_entity(raw_id: str):
-    eid = path_entity_id(raw_id)
-    with context.store().tx() as c:
-        row = get_live_entity(c, eid)
-        acl.require(c, context.user(), eid, "READ")
+    with checked_entity(raw_id) as (c, row):
         out = entity_json(c, row)
     return jsonify(out)
 
@@ -165,12 +162,7 @@ def get_entity(raw_id: str):
 @repo.get("/entity/<raw_id>/version/<int:version>")
 @context.scopes("view")
 def get_entity_version(raw_id: str, version: int):
-    eid = path_entity_id(raw_id)
-    with context.store().tx() as c:
-        row = get_live_entity(c, eid)
-        acl.require(c, context.user(), eid, "READ")
-        if version_row(c, eid, version) is None:
-            raise NotFound(f"Cannot find a node with id {eid} and version {version}")
+    with checked_entity(raw_id, version=version) as (c, row):
         out = entity_json(c, row, version)
     return jsonify(out)
 
@@ -178,10 +170,7 @@ def get_entity_version(raw_id: str, version: int):
 @repo.get("/entity/<raw_id>/type")
 @context.scopes("view")
 def get_entity_type(raw_id: str):
-    eid = path_entity_id(raw_id)
-    with context.store().tx() as c:
-        row = get_live_entity(c, eid)
-        acl.require(c, context.user(), eid, "READ")
+    with checked_entity(raw_id) as (c, row):
         out = header_json(c, row)
     return jsonify(out)
 

@@ -12,9 +12,8 @@ from flask import Blueprint, jsonify
 from . import acl, annotations, context
 from .db import FILE, Store
 from .entity_children import path_headers
-from .entity_core import (entity_json, entity_type_enum, get_live_entity, handle_json,
-                          handle_row, path_entity_id, version_row)
-from .errors import NotFound
+from .entity_core import (checked_entity, entity_json, entity_type_enum, handle_json,
+                          handle_row, version_row)
 
 repo = Blueprint("entity_bundle", __name__)
 BLUEPRINTS = [(repo, "/repo/v1")]
@@ -77,15 +76,9 @@ def build_bundle(c, user, row, version: int | None, req: dict) -> dict:
 
 
 def _bundle(raw_id: str, version: int | None):
-    eid = path_entity_id(raw_id)
     req = context.body()
-    user = context.user()
-    with context.store().tx() as c:
-        row = get_live_entity(c, eid)
-        acl.require(c, user, eid, "READ")
-        if version is not None and version_row(c, eid, version) is None:
-            raise NotFound(f"Cannot find a node with id {eid} and version {version}")
-        out = build_bundle(c, user, row, version, req)
+    with checked_entity(raw_id, version=version) as (c, row):
+        out = build_bundle(c, context.user(), row, version, req)
     return jsonify(out)
 
 

@@ -11,7 +11,7 @@ from flask import Blueprint, jsonify
 
 from . import acl, context
 from .db import FILE, ROOT_ID, Store, parse_syn_id, syn_id
-from .entity_core import (TYPE_CLASSES, get_live_entity, header_json, path_entity_id)
+from .entity_core import TYPE_CLASSES, checked_entity, header_json
 from .errors import BadRequest, Forbidden, NotFound
 
 repo = Blueprint("entity_children", __name__)
@@ -144,10 +144,6 @@ def path_headers(c, user, eid: int) -> list[dict]:
 @repo.get("/entity/<raw_id>/path")
 @context.scopes("view")
 def path(raw_id: str):
-    eid = path_entity_id(raw_id)
-    user = context.user()
-    with context.store().tx() as c:
-        get_live_entity(c, eid)
-        acl.require(c, user, eid, "READ")
-        out = {"path": path_headers(c, user, eid)}
+    with checked_entity(raw_id) as (c, row):
+        out = {"path": path_headers(c, context.user(), row["id"])}
     return jsonify(out)

@@ -1,14 +1,16 @@
 """Entity model helpers shared by the entity API modules (no routes here): id parsing, name
-rules, the live-entity lookup with Synapse's 404 texts, Entity / EntityHeader JSON, versions,
+rules, the live-entity lookup with Synapse's 404 texts, ``checked_entity`` (the transaction
+every entity GET opens after its 400/404/403 checks), Entity / EntityHeader JSON, versions,
 ``touch`` (new etag + modifiedOn) and file-handle lookups (from ``handles``). ``entities`` re-exports the public
 helpers other modules rely on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 
-from . import acl, handles, view_schema
+from . import acl, context, handles, view_schema
 from .db import (FILE, FOLDER, PROJECT, ROOT_ID, TRASH_ID, Store, new_etag, parse_syn_id,
                  synapse_date, syn_id)
 from .errors import BadRequest, Conflict, Forbidden, NotFound
@@ -86,6 +88,20 @@ def get_live_entity(c, eid: int):
     if eid != TRASH_ID and Store.in_trash(c, eid):
         raise NotFound(f"Entity {syn_id(eid)} is in trash can.")
     return row
+
+
+@contextlib.contextmanager
+def checked_entity(raw_id, access: str = "READ", version: int | None = None):
+    """``(c, row)``: a transaction on the entity at ``raw_id`` once the checks an entity GET
+    makes have passed, in Synapse's order: 400 for a malformed id, 404 when it is absent or in
+    the trash, 403 unless the caller has ``access``, 404 when ``version`` does not exist."""
+    eid = path_entity_id(raw_id)
+    with context.store().tx() as c:
+        row = get_live_entity(c, eid)
+        acl.require(c, context.user(), eid, access)
+        if version is not None and version_row(c, eid, version) is None:
+            raise NotFound(f"Cannot find a node with id {eid} and version {version}")
+        yield c, row
 
 
 def version_row(c, eid: int, version: int | None = None):

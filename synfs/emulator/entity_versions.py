@@ -10,8 +10,8 @@ from flask import Blueprint, jsonify, request
 
 from . import acl, context, storage
 from .db import FILE, syn_id
-from .entity_core import (check_handle_creator, get_live_entity, handle_json, handle_row,
-                          parse_handle_id, path_entity_id, touch, version_row)
+from .entity_core import (check_handle_creator, checked_entity, get_live_entity, handle_json,
+                          handle_row, parse_handle_id, path_entity_id, touch, version_row)
 from .errors import BadRequest, NotFound, PreconditionFailed
 
 repo = Blueprint("entity_versions", __name__)
@@ -133,11 +133,8 @@ def update_version_file_handle(raw_id: str, version: int):
 
 
 def _file_handles(raw_id: str, version: int | None):
-    eid = path_entity_id(raw_id)
-    user = context.user()
-    with context.store().tx() as c:
-        get_live_entity(c, eid)
-        acl.require(c, user, eid, "DOWNLOAD")
+    with checked_entity(raw_id, "DOWNLOAD", version) as (c, row):
+        eid = row["id"]
         v = version_row(c, eid, version)
         if v is None:
             raise NotFound(f"Cannot find a node with id {eid} and version {version}")

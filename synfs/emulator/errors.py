@@ -22,32 +22,20 @@ class SynapseError(Exception):
         return out
 
 
-class BadRequest(SynapseError):
-    status = 400
+def _status_error(name: str, status: int) -> type[SynapseError]:
+    """A ``SynapseError`` subclass that answers ``status``."""
+    return type(name, (SynapseError,), {"status": status, "__module__": __name__,
+                                        "__qualname__": name})
 
 
-class Unauthorized(SynapseError):
-    status = 401
-
-
-class Forbidden(SynapseError):
-    status = 403
-
-
-class NotFound(SynapseError):
-    status = 404
-
-
-class Conflict(SynapseError):
-    status = 409
-
-
-class PreconditionFailed(SynapseError):
-    status = 412
-
-
-class TooLarge(SynapseError):
-    status = 413
+BadRequest = _status_error("BadRequest", 400)
+Unauthorized = _status_error("Unauthorized", 401)
+Forbidden = _status_error("Forbidden", 403)
+NotFound = _status_error("NotFound", 404)
+Conflict = _status_error("Conflict", 409)
+PreconditionFailed = _status_error("PreconditionFailed", 412)
+TooLarge = _status_error("TooLarge", 413)
+Unavailable = _status_error("Unavailable", 503)
 
 
 class Throttled(SynapseError):
@@ -57,7 +45,3 @@ class Throttled(SynapseError):
 
     def body(self) -> dict:
         return {"reason": self.reason}
-
-
-class Unavailable(SynapseError):
-    status = 503

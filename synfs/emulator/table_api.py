@@ -12,9 +12,9 @@ import json
 
 from flask import Blueprint, jsonify, request
 
-from . import acl, columns, context, table_jobs, view_schema
+from . import columns, context, table_jobs, view_schema
 from .db import parse_syn_id
-from .entity_core import get_live_entity, path_entity_id
+from .entity_core import checked_entity
 from .errors import BadRequest, SynapseError
 
 repo = Blueprint("table_api", __name__)
@@ -92,11 +92,8 @@ def default_columns_deprecated(view_type: str):
 @repo.get("/entity/<raw_id>/column")
 @context.scopes("view")
 def entity_columns(raw_id: str):
-    eid = path_entity_id(raw_id)
-    with context.store().tx() as c:
-        get_live_entity(c, eid)
-        acl.require(c, context.user(), eid, "READ")
-        fields = view_schema.load(c, eid)
+    with checked_entity(raw_id) as (c, row):
+        fields = view_schema.load(c, row["id"])
         out = columns.schema(c, fields["column_ids"]) if fields else []
     return jsonify({"results": out, "totalNumberOfResults": len(out)})
 

@@ -25,14 +25,19 @@ other local users cannot see which files were read, their sizes or MD5s; directo
 version left 0755 under ``data/`` are tightened at start-up.
 
 Blocking and thread-safe (called from worker threads; ``_reclaim`` from the trio thread when
-staging grows); the index sits behind one lock, file I/O happens outside it. Writes go to a
-temporary file and are renamed into place, so a crash never leaves a half-written block
-under a block's name.
+staging grows). One lock guards the index and every change of which blocks exist on disk:
+a block's bytes are read and written outside it (a write goes to a temporary file), but the
+rename that puts a block in place and the unlink that removes one happen under the lock
+together with the index update, so the index and the directory always agree. A file
+handle's directory (and its meta.json) is removed only when it holds no indexed block and
+no thread is writing or verifying in it (``_busy``), so a writer never finds its directory
+gone. A crash never leaves a half-written block under a block's name.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
 import logging
@@ -71,6 +76,7 @@ class DataCache:
         self._touched: dict[tuple[int, int], float] = {}
         self._count: collections.Counter[int] = collections.Counter()   # blocks per handle
         self._verifying: set[int] = set()
+        self._busy: collections.Counter[int] = collections.Counter()    # threads in a dir
         self.total = 0
         self.stats = collections.Counter()
         self._scan()
@@ -140,23 +146,14 @@ class DataCache:
 
     def _drop_block(self, key: tuple[int, int]) -> None:
         with self._lock:
-            size = self._forget(key)
-        _unlink(self._path(*key))
-        self.budget.unclaim(size)
+            self._discard([(key, self._forget(key))], evicted=False)
 
     def drop(self, fh_id: int) -> None:
         """Remove every cached block of a file handle."""
         with self._lock:
-            size = sum(self._forget(key) for key in [k for k in self._lru if k[0] == fh_id])
-        hdir = self._path(fh_id)
-        if hdir.exists():
-            for entry in os.scandir(hdir):
-                _unlink(entry.path)
-            try:
-                hdir.rmdir()
-            except OSError:
-                pass
-        self.budget.unclaim(size)
+            self._discard([(key, self._forget(key)) for key in
+                           [k for k in self._lru if k[0] == fh_id]], evicted=False)
+            self._prune(fh_id)
 
     def _pop_lru(self, nbytes: int) -> list[tuple[tuple[int, int], int]]:
         """Take least-recently-used blocks out of the index (lock held) until they add up to
@@ -169,38 +166,44 @@ class DataCache:
             freed += size
         return victims
 
-    def _remove(self, victims: list[tuple[tuple[int, int], int]]) -> int:
-        """Delete evicted blocks' files (and a handle's directory once empty), then give
-        their bytes back to the budget."""
+    def _discard(self, victims: list[tuple[tuple[int, int], int]], evicted: bool = True) -> int:
+        """Delete the files of blocks just taken out of the index (lock held, so no writer
+        can put a new block under the same name in between), prune their handles'
+        directories, then give their bytes back to the budget."""
         for key, _ in victims:
-            self.stats["evicted"] += 1
+            if evicted:
+                self.stats["evicted"] += 1
             _unlink(self._path(*key))
-            if not self._count.get(key[0]):
-                for name in ("meta.json",):
-                    _unlink(self._path(key[0]) / name)
-                try:
-                    self._path(key[0]).rmdir()
-                except OSError:
-                    pass
+        for fh_id in {key[0] for key, _ in victims}:
+            self._prune(fh_id)
         freed = sum(size for _, size in victims)
         self.budget.unclaim(freed)
         return freed
+
+    def _prune(self, fh_id: int) -> None:
+        """Remove a handle's directory and meta.json (lock held) once it has no indexed
+        block and no thread is writing or verifying in it."""
+        if self._count.get(fh_id) or self._busy.get(fh_id):
+            return
+        hdir = self._path(fh_id)
+        _unlink(hdir / "meta.json")
+        try:
+            hdir.rmdir()
+        except OSError:
+            pass
 
     def _evict(self) -> None:
         """Evict until staged plus cached bytes are within the budget again."""
         while (over := self.budget.over()) > 0:
             with self._lock:
-                victims = self._pop_lru(over)
-            if not victims:
-                return              # the rest is blocks still being written
-            self._remove(victims)
+                if not self._discard(self._pop_lru(over)):
+                    return          # the rest is blocks still being written
 
     def _reclaim(self, nbytes: int) -> int:
         """Staging needs ``nbytes`` more: evict that much, oldest first (the budget's
         reclaimer; runs in the trio thread)."""
         with self._lock:
-            victims = self._pop_lru(nbytes)
-        return self._remove(victims)
+            return self._discard(self._pop_lru(nbytes))
 
     def _make_room(self, need: int) -> bool:
         """Claim ``need`` bytes for a new block, evicting older blocks for them; False if
@@ -212,9 +215,9 @@ class DataCache:
                 if self.budget.claim(need):
                     return True
                 victims = self._pop_lru(max(1, self.budget.over(need)))
-            if not victims:
-                return False
-            self._remove(victims)
+                if not victims:
+                    return False
+                self._discard(victims)
 
     def _touch(self, key: tuple[int, int]) -> None:
         now = time.monotonic()
@@ -322,7 +325,8 @@ class DataCache:
         path = self._path(fh_id, index)
         tmp = path.with_name(f"{index}.{threading.get_ident()}.tmp")
         header = HEADER.pack(MAGIC, fh_id, index, len(payload), zlib.crc32(payload))
-        for attempt in (1, 2):
+        key, length = (fh_id, index), HEADER.size + len(payload)
+        with self._busy_in(fh_id):          # the directory stays while we write in it
             try:
                 if not hdir.exists():
                     hdir.mkdir(mode=0o700, exist_ok=True)
@@ -332,29 +336,40 @@ class DataCache:
                     _write_all(fd, header, payload)
                 finally:
                     os.close(fd)
-                os.replace(tmp, path)
-                break
+                with self._lock:            # in place and in the index at once
+                    os.replace(tmp, path)
+                    old = self._lru.get(key)
+                    if old is None:
+                        self._count[fh_id] += 1
+                    else:                   # another thread wrote it too: one file, one claim
+                        self.total -= old
+                        self.budget.unclaim(old)
+                    self.total += length
+                    self._lru[key] = length
+                    self._lru.move_to_end(key)
             except OSError as exc:
                 _unlink(tmp)
-                if isinstance(exc, FileNotFoundError) and attempt == 1:
-                    continue    # an eviction removed the handle's emptied directory meanwhile
-                self.budget.unclaim(HEADER.size + len(payload))
+                self.budget.unclaim(length)
                 self.stats["write_errors"] += 1
                 log.warning("data cache: cannot write %s: %s", path, exc)
                 return False
-        with self._lock:
-            key = (fh_id, index)
-            old = self._lru.get(key)
-            if old is None:
-                self._count[fh_id] += 1
-            else:                           # another thread wrote it too: one file, one claim
-                self.total -= old
-                self.budget.unclaim(old)
-            self.total += HEADER.size + len(payload)
-            self._lru[key] = HEADER.size + len(payload)
-            self._lru.move_to_end(key)
         self.stats["stored"] += 1
         return True
+
+    @contextlib.contextmanager
+    def _busy_in(self, fh_id: int):
+        """A thread writes or verifies in a handle's directory: nobody removes it meanwhile;
+        the last one out prunes it if it ended up with no block."""
+        with self._lock:
+            self._busy[fh_id] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy[fh_id] -= 1
+                if self._busy[fh_id] <= 0:
+                    del self._busy[fh_id]
+                self._prune(fh_id)
 
     def _maybe_verify(self, fh_id: int, size: int, md5: str | None) -> None:
         blocks = self.blocks_of(size)
@@ -365,28 +380,33 @@ class DataCache:
                 return
             self._verifying.add(fh_id)
         try:
-            meta_path = self._path(fh_id) / "meta.json"
-            meta = _read_json(meta_path)
-            if meta.get("verified") or not md5:
-                return
-            digest = hashlib.md5()
-            for index in range(blocks):
-                payload = self._read_block(fh_id, size, index)
-                if payload is None:
-                    return          # a block went bad meanwhile: it will be fetched again
-                digest.update(payload)
-            if digest.hexdigest() != md5:
-                self.stats["md5_mismatch"] += 1
-                log.warning("data cache: content of file handle %d does not match its MD5 "
-                            "(%s != %s); dropped its %d cached blocks", fh_id,
-                            digest.hexdigest(), md5, blocks)
-                self.drop(fh_id)
-                return
-            self.stats["verified"] += 1
-            _write_json(meta_path, dict(meta, size=size, md5=md5, verified=True))
+            with self._busy_in(fh_id):
+                self._verify(fh_id, size, md5, blocks)
         finally:
             with self._lock:
                 self._verifying.discard(fh_id)
+
+    def _verify(self, fh_id: int, size: int, md5: str | None, blocks: int) -> None:
+        """Check a complete handle's blocks against its MD5 once (``meta.json`` remembers)."""
+        meta_path = self._path(fh_id) / "meta.json"
+        meta = _read_json(meta_path)
+        if meta.get("verified") or not md5:
+            return
+        digest = hashlib.md5()
+        for index in range(blocks):
+            payload = self._read_block(fh_id, size, index)
+            if payload is None:
+                return          # a block went bad meanwhile: it will be fetched again
+            digest.update(payload)
+        if digest.hexdigest() != md5:
+            self.stats["md5_mismatch"] += 1
+            log.warning("data cache: content of file handle %d does not match its MD5 "
+                        "(%s != %s); dropped its %d cached blocks", fh_id,
+                        digest.hexdigest(), md5, blocks)
+            self.drop(fh_id)
+            return
+        self.stats["verified"] += 1
+        _write_json(meta_path, dict(meta, size=size, md5=md5, verified=True))
 
     def is_verified(self, fh_id: int) -> bool:
         return bool(_read_json(self._path(fh_id) / "meta.json").get("verified"))

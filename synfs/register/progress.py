@@ -1,11 +1,10 @@
 """Progress and results of a ``synfs register`` run: the bar, per-object lines, the summary.
 
 Owns the counters (registered, new versions, skipped, failed with their reasons; bytes
-hashed; calls) and how they are shown: on a terminal a one-line bar on stderr, redrawn at most
-every ``interval`` seconds and cleared before any other line is printed; elsewhere no bar.
-Per-object lines go to ``out`` (stdout), failures to ``err`` (stderr), and ``summary()`` is
-the one line a run ends with. A candidate for sharing with other long-running commands
-(``synfs snapshot``): nothing here knows about Synapse.
+hashed; calls) and what they say: on a terminal a one-line bar on stderr (drawn by
+``synfs.progress.StatusLine``: redrawn at most every ``interval`` seconds and cleared before
+any other line is printed); elsewhere no bar. Per-object lines go to ``out`` (stdout),
+failures to ``err`` (stderr), and ``summary()`` is the one line a run ends with.
 """
 
 from __future__ import annotations
@@ -15,13 +14,7 @@ import sys
 import time
 from typing import Callable, TextIO
 
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+from synfs.progress import StatusLine, human
 
 
 class Progress:
@@ -31,19 +24,15 @@ class Progress:
                  width: int = 24):
         self.out = out
         self.err = err
-        self.bar = err.isatty() if bar is None else bar
+        self.line = StatusLine(err, tty=bar, interval=interval, width=width, clock=clock)
         self.calls = calls
-        self.interval = interval
         self.clock = clock
-        self.width = width
         self.started = clock()
         self.total = 0                     # objects listed so far
         self.done = 0
         self.hashed = 0
         self.counts: collections.Counter = collections.Counter()
         self.reasons: collections.Counter = collections.Counter()   # failures by reason kind
-        self._drawn = False
-        self._last = 0.0
 
     # ---- counting ----------------------------------------------------------------------
     def listed(self, n: int = 1) -> None:
@@ -71,34 +60,19 @@ class Progress:
 
     # ---- output ------------------------------------------------------------------------
     def say(self, line: str, *, err: bool = False) -> None:
-        self._clear()
+        self.line.clear()
         stream = self.err if err else self.out
         print(line, file=stream, flush=True)
         self._tick(force=True)
 
     def _tick(self, force: bool = False) -> None:
-        if not self.bar:
-            return
-        now = self.clock()
-        if not force and now - self._last < self.interval:
-            return
-        self._last = now
-        frac = self.done / self.total if self.total else 0.0
-        filled = int(frac * self.width)
-        line = (f"[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} objects"
-                f"  {human(self.hashed)} hashed  {self.calls()} calls")
-        self.err.write("\r" + line + "\x1b[K")
-        self.err.flush()
-        self._drawn = True
-
-    def _clear(self) -> None:
-        if self._drawn:
-            self.err.write("\r\x1b[K")
-            self.err.flush()
-            self._drawn = False
+        if self.line.tty:
+            self.line.show(f"{self.done}/{self.total} objects  {human(self.hashed)} hashed  "
+                           f"{self.calls()} calls",
+                           self.done / self.total if self.total else 0.0, force=force)
 
     def finish(self) -> None:
-        self._clear()
+        self.line.clear()
 
     def summary(self, *, dry_run: bool = False, interrupted: bool = False,
                 note: str = "") -> str:

@@ -4,22 +4,12 @@ admin, access requirements vs DOWNLOAD, trash and the STS-folder rule."""
 
 from __future__ import annotations
 
-from tests.emulator.test_entities import P, file_entity, reason, upload
+from tests.emulator.test_entities import P, file_entity, grant, reason, upload
 
 PUBLIC = 273948
 AUTHENTICATED = 273949
 ALL = ["CHANGE_PERMISSIONS", "CHANGE_SETTINGS", "CREATE", "DELETE", "DOWNLOAD", "MODERATE",
        "READ", "UPDATE"]
-
-
-def grant(api, eid, principal, access, create=False):
-    """Add ``principal`` with ``access`` to the ACL of ``eid`` (creating it if asked)."""
-    if create:
-        return api.ok(api.post(f"/entity/{eid}/acl", {"resourceAccess": [
-            {"principalId": principal, "accessType": access}]}), 201)
-    acl = api.ok(api.get(f"/entity/{eid}/acl"), 200)
-    acl["resourceAccess"].append({"principalId": principal, "accessType": access})
-    return api.ok(api.put(f"/entity/{eid}/acl", acl), 200)
 
 
 def test_project_acl_gives_creator_everything(user):

@@ -41,6 +41,16 @@ def file_entity(api, parent: str, name: str, fh: str, **extra) -> dict:
     return api.create("FileEntity", name, parent, dataFileHandleId=fh, **extra)
 
 
+def grant(api, eid, principal, access, create=False):
+    """Add ``principal`` with ``access`` to the ACL of ``eid`` (creating it if asked)."""
+    if create:
+        return api.ok(api.post(f"/entity/{eid}/acl", {"resourceAccess": [
+            {"principalId": principal, "accessType": access}]}), 201)
+    acl = api.ok(api.get(f"/entity/{eid}/acl"), 200)
+    acl["resourceAccess"].append({"principalId": principal, "accessType": access})
+    return api.ok(api.put(f"/entity/{eid}/acl", acl), 200)
+
+
 def reason(resp) -> str:
     return resp.json()["reason"]
 
@@ -234,10 +244,7 @@ def test_move_needs_change_permissions(emulator, user):
     dst = owner.folder(proj["id"], "dst")
     item = owner.folder(src["id"], "item")
     editor = emulator.new_user()
-    acl = owner.ok(owner.get(f"/entity/{proj['id']}/acl"), 200)
-    acl["resourceAccess"].append({"principalId": int(editor.id),
-                                  "accessType": ["READ", "UPDATE", "CREATE"]})
-    owner.ok(owner.put(f"/entity/{proj['id']}/acl", acl), 200)
+    grant(owner, proj["id"], int(editor.id), ["READ", "UPDATE", "CREATE"])
     renamed = editor.api.ok(editor.api.put(f"/entity/{item['id']}", dict(item, name="renamed")), 200)
     resp = editor.api.put(f"/entity/{item['id']}", dict(renamed, parentId=dst["id"]))
     assert (resp.status_code, reason(resp)) == (

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import time
 
-from tests.emulator.test_entities import P, file_entity, reason, upload
+from tests.emulator.test_entities import P, file_entity, grant, reason, upload
 
 
 def children(api, parent, types=("folder", "file"), **extra):
@@ -119,9 +119,7 @@ def test_children_exclude_unreadable_and_project_listing(emulator, user):
     owner.ok(owner.post(f"/entity/{private['id']}/acl", {"resourceAccess": [
         {"principalId": int(user.id), "accessType": ["READ", "CHANGE_PERMISSIONS"]}]}), 201)
     reader = emulator.new_user()
-    acl = owner.ok(owner.get(f"/entity/{pid}/acl"), 200)
-    acl["resourceAccess"].append({"principalId": int(reader.id), "accessType": ["READ"]})
-    owner.ok(owner.put(f"/entity/{pid}/acl", acl), 200)
+    grant(owner, pid, int(reader.id), ["READ"])
     assert [h["name"] for h in children(reader.api, pid)["page"]] == ["shared"]
     assert [h["name"] for h in children(owner, pid)["page"]] == ["private", "shared"]
     priv_header = children(owner, pid)["page"][0]

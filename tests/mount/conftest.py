@@ -80,13 +80,12 @@ def seeded(emulator):
     return owner, layout
 
 
-@pytest.fixture(scope="session")
-def mounts(emulator, tmp_path_factory):
-    """Factory for mounts; all are stopped at the end of the session."""
+def mount_factory(emulator, base: Path):
+    """``make(token, syn_id, name, extra)`` mounts with the real CLI under ``base``; the
+    generator stops every mount when it resumes, then fails on a daemon's traceback."""
     made: list[Mount] = []
-    base = tmp_path_factory.mktemp("mounts")
 
-    def make(token: str, syn_id: str, name: str, extra: list[str] | None = None) -> Mount:
+    def make(token: str, syn_id: str, name: str = "mnt", extra: list[str] | None = None) -> Mount:
         m = Mount(emulator, token, syn_id, base / name, base, extra)
         made.append(m)
         return m.start()
@@ -97,6 +96,12 @@ def mounts(emulator, tmp_path_factory):
     for m in made:
         log = m.log_text()
         assert "Traceback" not in log, f"daemon for {m.path} logged a traceback:\n{log[-5000:]}"
+
+
+@pytest.fixture(scope="session")
+def mounts(emulator, tmp_path_factory):
+    """Factory for mounts; all are stopped at the end of the session."""
+    yield from mount_factory(emulator, tmp_path_factory.mktemp("mounts"))
 
 
 @pytest.fixture(scope="session")

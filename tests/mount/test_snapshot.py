@@ -1,5 +1,6 @@
 """``synfs snapshot`` and ``synfs mount --snapshot`` end to end: the real CLI builds a snapshot
-of the seeded project (every storage kind), a real FUSE mount serves it, and the daemon's own
+of a project seeded for this module alone (every storage kind, small files; the session's
+seeded project is changed by the write tests), a real FUSE mount serves it, and the daemon's own
 request counter proves the per-node bound: zero metadata calls, one STS call per storage
 location, one ``POST /fileHandle/batch`` per 100 files read through pre-signed URLs. Files
 stay pinned to the snapshot's versions; a file whose version is gone is a clean errno with the
@@ -17,14 +18,20 @@ import time
 
 import pytest
 
-from synfs.cli.demo_seed import (BIG_SIZE, EXTERNAL_FILES, PLAIN_FILES, SYNAPSE_STS_FILES,
-                                 content)
+from synfs.cli.demo_seed import Seeder, content
 from synfs.config import EXIT_BAD_SNAPSHOT, EXIT_BAD_WHERE, EXIT_OTHER_USER, EXIT_VIEW_SCOPE
 from synfs.service.runtime import find_status_file
 from tests.emulator.test_acl import grant
 from tests.emulator.test_entities import file_entity, upload
 from tests.emulator.test_views import annotate, make_view
 from tests.mount.conftest import run_synfs
+
+BIG = "random-8MiB.bin"
+BIG_SIZE = 8 * 1024 * 1024 + 17
+STS_FILES = [("", "README.txt", 600), ("reads/run 1 (lane+A)", "sample_1.fastq", 20_000),
+             ("big", BIG, BIG_SIZE)]
+EXTERNAL_FILES = [("notes", "patient's notes.txt", 1234), ("", "empty.txt", 0)]
+PLAIN_FILES = [("", "hello.txt", 13), ("data", "blob.bin", 70_000)]
 
 
 def snapshot_cli(emulator, token_file, *args) -> subprocess.CompletedProcess:
@@ -47,8 +54,19 @@ def status_after(mnt, since: float) -> dict:
 
 
 @pytest.fixture(scope="module")
-def snap(seeded, emulator, tmp_path_factory):
-    owner, layout = seeded
+def snap_seeded(emulator):
+    """This module's own project, every storage kind, nobody else changes it."""
+    owner = emulator.new_user("snap-owner")
+    seeder = Seeder(emulator.info, owner.token, owner_s3=emulator.s3_admin_client())
+    layout = seeder.seed(progress=lambda _msg: None, project_name="synfs snapshot tests",
+                         sts_files=STS_FILES, external_files=EXTERNAL_FILES,
+                         plain_files=PLAIN_FILES)
+    return owner, layout
+
+
+@pytest.fixture(scope="module")
+def snap(snap_seeded, emulator, tmp_path_factory):
+    owner, layout = snap_seeded
     work = tmp_path_factory.mktemp("snap")
     token_file = work / "token"
     token_file.write_text(owner.token + "\n")
@@ -68,8 +86,7 @@ def test_snapshot_summary_and_info(snap):
     info = run_synfs([sys.executable, "-m", "synfs", "snapshot", "info", str(out), "--json"])
     data = json.loads(info.stdout)
     assert data["files"] == files and data["root"] == layout["project"]
-    assert data["bytes"] == sum(size for _, _, size in
-                                SYNAPSE_STS_FILES + EXTERNAL_FILES + PLAIN_FILES)
+    assert data["bytes"] == sum(size for _, _, size in STS_FILES + EXTERNAL_FILES + PLAIN_FILES)
     assert owner.token not in out.read_bytes().decode("latin-1")     # no secret in the file
 
 
@@ -83,7 +100,7 @@ def test_snapshot_mount_makes_no_metadata_call(snap, mounts, tmp_path):
             path = os.path.join(top, name)
             seen[os.path.relpath(path, m.path)] = os.stat(path).st_size
     assert set(seen) == set(layout["files"])
-    assert seen["synapse-sts/big/random-100MiB.bin"] == BIG_SIZE
+    assert seen[f"synapse-sts/big/{BIG}"] == BIG_SIZE
     status = status_after(m.path, time.time())
     assert status["requests"]["synapse"] == 0, status["requests"]
     assert status["snapshot"]["root"] == layout["project"]
@@ -91,8 +108,7 @@ def test_snapshot_mount_makes_no_metadata_call(snap, mounts, tmp_path):
     shown = run_synfs([sys.executable, "-m", "synfs", "status", str(m.path)])
     assert shown.returncode == 0 and "snapshot" in shown.stdout and str(out) in shown.stdout
 
-    read = [p for p in layout["files"] if not p.endswith("100MiB.bin")]
-    for rel in read:
+    for rel in layout["files"]:
         name = rel.rsplit("/", 1)[-1]
         with open(m.path / rel, "rb") as f:
             data = f.read()
@@ -106,9 +122,9 @@ def test_snapshot_mount_makes_no_metadata_call(snap, mounts, tmp_path):
     assert exc.value.errno == errno.EROFS
 
 
-def test_files_are_pinned_and_vanished_or_revoked_files_are_clean_errors(emulator, seeded,
-                                                                          tmp_path, mounts):
-    owner = seeded[0]
+def test_files_are_pinned_and_vanished_or_revoked_files_are_clean_errors(
+        emulator, snap_seeded, tmp_path, mounts):
+    owner = snap_seeded[0]
     reader = emulator.new_user("snap-reader")
     api = owner.api
     proj = api.project()
@@ -187,8 +203,9 @@ def test_diff_lists_added_removed_and_changed(snap, emulator, tmp_path):
     assert c["id"] != a["id"]
 
 
-def test_mount_a_query_and_the_view_errors_exit_codes(emulator, seeded, mounts, tmp_path):
-    owner = seeded[0]
+def test_mount_a_query_and_the_view_errors_exit_codes(emulator, snap_seeded, mounts,
+                                                      tmp_path):
+    owner = snap_seeded[0]
     other = emulator.new_user("snap-other")
     api = owner.api
     proj = api.project()
@@ -246,8 +263,8 @@ def test_sts_credentials_are_refreshed_with_no_other_call(snap, mounts, emulator
     owner, layout, out, _, _ = snap
     emulator.set_faults(sts_expiration_s=4)        # refreshed at half life: every 2 s
     m = mounts(owner.token, layout["project"], "snap-refresh", ["--snapshot", str(out)])
-    big = m.path / "synapse-sts" / "big" / "random-100MiB.bin"
-    expected = content("random-100MiB.bin", BIG_SIZE)
+    big = m.path / "synapse-sts" / "big" / BIG
+    expected = content(BIG, BIG_SIZE)
     fd = os.open(big, os.O_RDONLY)
     try:
         deadline, k, by_call = time.monotonic() + 30, 0, {}
@@ -266,8 +283,8 @@ def test_sts_credentials_are_refreshed_with_no_other_call(snap, mounts, emulator
     assert set(by_call) == {"GET /entity/{id}/sts"}, by_call
 
 
-def test_pre_signed_urls_come_100_files_per_call(seeded, emulator, mounts, tmp_path):
-    owner = seeded[0]
+def test_pre_signed_urls_come_100_files_per_call(snap_seeded, emulator, mounts, tmp_path):
+    owner = snap_seeded[0]
     api = owner.api
     proj = api.project()
     folders = [api.folder(proj["id"], f"d{d}")["id"] for d in range(2)]

@@ -16,7 +16,7 @@ import pytest
 
 from synfs.cli.demo_seed import CT, Seeder
 from tests.harness import ROOT
-from tests.mount.conftest import Mount
+from tests.mount.conftest import mount_factory
 
 SYNFS = Path(sys.executable).parent / "synfs"
 
@@ -80,19 +80,8 @@ def world(emulator, tmp_path_factory):
 
 @pytest.fixture
 def service_mounts(emulator, tmp_path):
-    """Factory: ``make(syn_id, name, extra)`` mounts with the real CLI (backgrounded)."""
-    made: list[Mount] = []
-
-    def make(token: str, syn_id: str, name: str = "mnt", extra: list[str] | None = None) -> Mount:
-        m = Mount(emulator, token, syn_id, tmp_path / name, tmp_path, extra)
-        made.append(m)
-        return m.start()
-
-    yield make
-    for m in made:
-        m.stop()
-    for m in made:
-        assert "Traceback" not in m.log_text(), m.log_text()[-4000:]
+    """Factory: ``make(token, syn_id, name, extra)`` mounts with the real CLI (backgrounded)."""
+    yield from mount_factory(emulator, tmp_path)
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.1):

@@ -5,6 +5,7 @@ staged data alone would exceed it, and the data cache lives in the room staging 
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from synfs import errors
+from synfs.read import datacache
 from synfs.read.datacache import HEADER, DataCache
 from synfs.diskbudget import DiskBudget
 from synfs.write.staging import StagingArea
@@ -242,6 +244,53 @@ def test_the_same_block_written_twice_at_once_is_counted_once(tmp_path):
     cache._write_block = racing
     store_file(cache, 1, data)
     assert len(nested) == 1 and cache.has(1, 0)
+    assert cache.total == disk.cached == PER_BLOCK == disk_bytes(tmp_path)
+
+
+class _StrikingOs:
+    """``os`` for the data cache, except that just before the cache opens the temporary
+    file of block 1 of handle 1, ``strike()`` runs (what other threads did meanwhile)."""
+
+    def __init__(self, strike):
+        self.strike, self.strikes = strike, 0
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def open(self, path, *args, **kw):
+        p = Path(path)
+        if p.parent.name == "1" and p.name.startswith("1.") and p.name.endswith(".tmp") \
+                and self.strikes < 3:
+            self.strikes += 1
+            self.strike()
+        return os.open(path, *args, **kw)
+
+
+def test_a_handle_directory_stays_while_a_block_is_written_in_it(tmp_path, monkeypatch):
+    """The interleaving behind the flaky stress test below: a thread is about to write block 1
+    of a handle when another stores block 2 and staging evicts every indexed block of that
+    handle. The handle's directory must stay for the writer (it used to be removed, and a
+    retry met the same fate: a write error)."""
+    disk, cache, staging = world(tmp_path, 10 * PER_BLOCK)
+    data = blob(3 * BLOCK)
+    view = memoryview(data)
+    cache.store(1, len(data), None, 0, view[:BLOCK])
+
+    def strike():
+        cache.store(1, len(data), None, 2 * BLOCK, view[2 * BLOCK:])
+        room_for_the_writer = disk.limit - PER_BLOCK
+        assert disk.stage(room_for_the_writer)            # evicts blocks 0 and 2
+        disk.unstage(room_for_the_writer)
+        assert not cache.has(1, 0) and not cache.has(1, 2)
+
+    shim = _StrikingOs(strike)
+    monkeypatch.setattr(datacache, "os", shim)
+    cache.store(1, len(data), None, BLOCK, view[BLOCK:2 * BLOCK])
+    monkeypatch.undo()
+    assert shim.strikes >= 1
+    assert cache.stats["write_errors"] == 0 and cache.has(1, 1)
+    assert read(cache, 1, len(data), BLOCK, BLOCK) == data[BLOCK:2 * BLOCK]
+    assert (tmp_path / "data" / "1" / "meta.json").exists()
     assert cache.total == disk.cached == PER_BLOCK == disk_bytes(tmp_path)
 
 

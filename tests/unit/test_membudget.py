@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
 
 from synfs.read.membudget import MIN_POOLED, MemoryBudget, size_class
 
@@ -115,21 +116,25 @@ def test_direct_reads_wait_for_each_other_not_for_prefetch():
     assert all(held)
     order = []
 
-    async def direct(name, hold):
+    async def direct(name, until: trio.Event):
         buf = await b.alloc_direct(4 * MiB)
         order.append(("got", name))
-        await trio.sleep(hold)
+        await until.wait()
         b.free(buf, direct=True)
 
     async def main():
-        async with trio.open_nursery() as n:
-            n.start_soon(direct, "a", 0.05)
-            await trio.sleep(0.01)
-            n.start_soon(direct, "b", 0)
-            await trio.sleep(0.02)
-            assert order == [("got", "a")]              # b waits for a, not forever
+        release_a, no_wait = trio.Event(), trio.Event()
+        no_wait.set()
+        with trio.fail_after(10):
+            async with trio.open_nursery() as n:
+                n.start_soon(direct, "a", release_a)
+                await wait_all_tasks_blocked()          # a holds the reserve
+                n.start_soon(direct, "b", no_wait)
+                await wait_all_tasks_blocked()          # b is waiting, not served
+                assert order == [("got", "a")] and b.stats["direct_waits"] == 1
+                release_a.set()                         # b waits for a, not forever
         assert order == [("got", "a"), ("got", "b")]
-        assert b.direct_used == 0 and b.stats["direct_waits"] >= 1
+        assert b.direct_used == 0
 
     trio.run(main)
 

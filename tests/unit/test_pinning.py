@@ -65,9 +65,16 @@ async def read_all(fs, fh, size=1 << 20):
     return await fs.read(fh, 0, size)
 
 
-def test_a_deleted_open_file_keeps_its_size_and_bytes(world):
+@pytest.fixture
+def short_ttl(world):
+    """A filesystem over ``world`` whose metadata expires after 1 s of its fake clock, and
+    that clock."""
     clock = FakeClock()
-    fs = make_fs(world, clock, metadata_ttl=1.0)
+    return make_fs(world, clock, metadata_ttl=1.0), clock
+
+
+def test_a_deleted_open_file_keeps_its_size_and_bytes(world, short_ttl):
+    fs, clock = short_ttl
 
     async def main():
         attr = await fs.lookup(ROOT_INO, "f.txt")
@@ -87,9 +94,8 @@ def test_a_deleted_open_file_keeps_its_size_and_bytes(world):
     trio.run(main)
 
 
-def test_an_open_folder_answers_fstat_after_it_is_removed(world):
-    clock = FakeClock()
-    fs = make_fs(world, clock, metadata_ttl=1.0)
+def test_an_open_folder_answers_fstat_after_it_is_removed(world, short_ttl):
+    fs, clock = short_ttl
 
     async def main():
         d = await fs.lookup(ROOT_INO, "folder")
@@ -106,9 +112,8 @@ def test_an_open_folder_answers_fstat_after_it_is_removed(world):
     trio.run(main)
 
 
-def test_a_replaced_open_file_keeps_its_inode_and_the_new_version_gets_another(world):
-    clock = FakeClock()
-    fs = make_fs(world, clock, metadata_ttl=1.0)
+def test_a_replaced_open_file_keeps_its_inode_and_the_new_version_gets_another(world, short_ttl):
+    fs, clock = short_ttl
 
     async def main():
         old = await fs.lookup(ROOT_INO, "f.txt")
@@ -137,9 +142,8 @@ def test_a_replaced_open_file_keeps_its_inode_and_the_new_version_gets_another(w
     trio.run(main)
 
 
-def test_a_second_open_before_anyone_looked_again_is_sent_to_the_new_version(world):
-    clock = FakeClock()
-    fs = make_fs(world, clock, metadata_ttl=1.0)
+def test_a_second_open_before_anyone_looked_again_is_sent_to_the_new_version(world, short_ttl):
+    fs, clock = short_ttl
 
     async def main():
         old = await fs.lookup(ROOT_INO, "f.txt")
