@@ -221,10 +221,11 @@ class Cluster:
                     p.wait()
             copied = [count_files(dest_root / f"n{i}") for i in range(len(nodes))]
             calls = [m.rest_calls() for m in nodes]
+            by_call = [m.calls_by_kind() for m in nodes]
             done = all(e is not None for e in ends)
             out = {"finished": done, "seconds": max(e for e in ends) if done else elapsed,
                    "node_seconds": ends, "files_copied": copied, "calls": calls,
-                   "total_calls": sum(c or 0 for c in calls)}
+                   "total_calls": sum(c or 0 for c in calls), "calls_by_kind": by_call}
             if not done:               # projected from the calls made so far
                 per_file = out["total_calls"] / max(1, sum(copied))
                 out["projected_total_calls"] = round(per_file * self.files * len(nodes))
@@ -233,7 +234,8 @@ class Cluster:
             errors = [m.errors_logged() for m in nodes if m.errors_logged()]
             if errors:
                 out["daemon_errors"] = errors[0][:500]
-            log(f"  {kind} cluster: {json.dumps({k: v for k, v in out.items() if k != 'node_seconds'})}")
+            shown = {k: v for k, v in out.items() if k not in ("node_seconds", "calls_by_kind")}
+            log(f"  {kind} cluster: {json.dumps(shown)}")
             return out
         finally:
             for p in procs:
