@@ -158,7 +158,7 @@ class MetadataBench:
             if info["files"] != self.results["files"]:
                 raise RuntimeError(f"the snapshot holds {info['files']} files, not "
                                    f"{self.results['files']}")
-            self.log(f"  snapshot from view syn{self.view}: {out['seconds']:.1f}s, "
+            self.log(f"  snapshot from view {self.view}: {out['seconds']:.1f}s, "
                      f"{out['calls']} REST calls")
         except Exception as exc:  # noqa: BLE001 - reported, the other runs go on
             out["error"] = f"{type(exc).__name__}: {exc}"
