@@ -69,6 +69,14 @@ def throttled_requests(log_file: Path) -> int:
     return len(re.findall(r" -> 429 in ", text))
 
 
+def gave_up(log_file: Path) -> int:
+    """Calls the daemon gave up on after its retry budget (each an EIO to the reader)."""
+    try:
+        return log_file.read_text(errors="replace").count(": gave up after ")
+    except OSError:
+        return 0
+
+
 def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
@@ -235,12 +243,14 @@ class Cluster:
             calls = [m.rest_calls() for m in nodes]
             by_call = [m.calls_by_kind() for m in nodes]
             throttled = [throttled_requests(m.log) for m in nodes]
+            failed = [gave_up(m.log) for m in nodes]
             answered = [(c or 0) - t for c, t in zip(calls, throttled)]
             done = all(e is not None for e in ends)
             out = {"finished": done, "seconds": max(e for e in ends) if done else elapsed,
                    "node_seconds": ends, "files_copied": copied, "calls": calls,
                    "total_calls": sum(c or 0 for c in calls), "throttled": throttled,
                    "answered": answered, "total_answered": sum(answered),
+                   "gave_up": failed,
                    "calls_by_kind": by_call}
             if not done:               # projected from the calls made so far
                 left = self.files * len(nodes) / max(1, sum(copied))
@@ -419,6 +429,11 @@ def report(results: dict, docs: Path) -> str:
         throttled = ", ".join(str(x) for x in c.get("throttled", [])) or "?"
         lines.append(f"| {name} | {wall} | {calls} | {per_node} | {throttled} | "
                      f"{sum(c.get('files_copied', []))} of {r['files'] * r['nodes']} |")
+    for name, c in (("snapshot", snap), ("live", live)):
+        if sum(c.get("gave_up") or []):
+            lines += ["", f"The {name} nodes gave up on {sum(c['gave_up'])} calls after their "
+                      "retry budget (30 s of 429 answers), each an EIO to `cp` (per node: "
+                      f"{', '.join(str(x) for x in c['gave_up'])})."]
     lines += ["", "A request answered 429 (too many at once, or over 600 a minute) is not "
               "served and does not count against the quota; the daemon sends it again. The "
               "calls by kind of every node are in the `.json` (`calls_by_kind`).", ""]
@@ -439,6 +454,7 @@ def report(results: dict, docs: Path) -> str:
     lines += ["", "Live figures marked projected come from the calls made within the cap: "
               "calls per file copied times the files left, at the measured rate of calls "
               "answered.", ""]
+    lines += ["## Notes", "", *[f"- {n}" for n in r["notes"]], ""] if r.get("notes") else []
     text = "\n".join(lines)
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "benchmarks-cluster.md").write_text(text)
