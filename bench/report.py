@@ -249,14 +249,16 @@ def cluster_lines(path: Path) -> list[str]:
     snap, live = c.get("snapshot_cluster") or {}, c.get("live_cluster") or {}
     facts = []
     if snap.get("finished"):
-        facts.append(f"snapshot mounts: {snap['total_calls']} REST calls for all nodes, "
-                     f"{snap['seconds']:.1f} s")
+        facts.append(f"snapshot mounts: {snap.get('total_answered', snap['total_calls'])} REST "
+                     f"calls served for all nodes ({snap['total_calls']} requests sent, 429 "
+                     f"retries included), {snap['seconds']:.1f} s")
     if live:
-        calls = live.get("total_calls") if live.get("finished") else \
-            f"{live.get('projected_total_calls')} (projected)"
-        secs = f"{live['seconds']:.0f}" if live.get("finished") else \
-            f"{live.get('projected_seconds')} (projected)"
-        facts.append(f"live mounts: {calls} REST calls, {secs} s")
+        done = live.get("finished")
+        served = live.get("total_answered") if done else \
+            f"{live.get('projected_total_answered')} (projected)"
+        sent = live.get("total_calls") if done else live.get("projected_total_calls")
+        secs = f"{live['seconds']:.0f}" if done else f"{live.get('projected_seconds')} (projected)"
+        facts.append(f"live mounts: {served} REST calls served ({sent} requests sent), {secs} s")
     ex = (c.get("extrapolation") or {})
     for kind in ("snapshot", "live"):
         if kind in ex:
