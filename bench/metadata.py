@@ -1,11 +1,15 @@
 """Scenario 5: ``ls -lR``, ``find`` and ``du`` over 5,000 files in 50 folders, with 50 ms
 added Synapse latency and production throttling (3 concurrent, 600 per minute per user),
-cold and warm, against synapseclient's ``synapseutils.walk`` plus each file's size.
+cold and warm, against synapseclient's ``synapseutils.walk`` plus each file's size; and the
+file-view sources over the same tree (a view the bench creates, scoped to the tree's root):
+``synfs snapshot ROOT --view VIEW`` (seconds and REST calls of the build) and a cold ``ls -lR``
+of a fresh ``synfs mount --view VIEW`` (timed from the mount command, which runs the view
+query, to the end of ``ls``; calls counted from the daemon's start).
 
 The 600-per-minute limit puts a floor of about (calls - 600) / 10 seconds under any cold
-enumeration, so the four cold runs (synfs x 3 commands, synapseclient) overlap, each as its
+enumeration, so the cold runs (synfs x 3 commands, the two view runs, synapseclient) overlap, each as its
 own user with its own fresh mount, to fit the benchmark's time budget (``start`` begins
-synapseclient's walk, ``start_synfs`` the three synfs runs once scenarios 1-2 are done); the warm
+synapseclient's walk, ``start_synfs`` the synfs runs once scenarios 1-2 are done); the warm
 runs follow on the same mounts, one at a time, once the data scenarios and the synapseclient
 walk are over (a quiet machine), then one run after a remount (the metadata store). REST calls
 come from the daemon's status file (synfs) and from the transport (synapseclient).
@@ -21,6 +25,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench.cluster import endpoint_args
 from bench.mounts import SynfsMount, drop_caches, peak_rss, reset_peak
 from bench.world import ROOT
 
@@ -49,8 +54,10 @@ class MetadataBench:
         self.quiet = threading.Event()            # set once the data scenarios are over
         self.sc_done = threading.Event()          # set once synapseclient's walk is over
         self._warm_lock = threading.Lock()        # warm runs one at a time
-        self.users = {name: world.new_user(f"meta{i}")
-                      for i, name in enumerate([*COMMANDS, "synapseclient"])}
+        self.users = {name: world.new_user(f"meta{i}") for i, name in
+                      enumerate([*COMMANDS, "synapseclient", "snapshot", "view ls"])}
+        self.view = world.create_file_view("meta", "scenario 5 view")
+        self.results["view"] = {"id": self.view}
 
     def start(self) -> None:
         """Faults on, and synapseclient's walk (the longest run) starts."""
@@ -63,8 +70,10 @@ class MetadataBench:
     def start_synfs(self) -> None:
         """The three synfs cold runs (called once scenarios 1-2 are measured: a cold run
         keeps a daemon and the emulator busy with 10 requests a second)."""
-        for name in COMMANDS:
-            t = threading.Thread(target=self._synfs, args=(name,), daemon=True)
+        runs = [(self._synfs, (name,)) for name in COMMANDS]
+        runs += [(self._view_snapshot, ()), (self._view_ls, ())]
+        for target, args in runs:
+            t = threading.Thread(target=target, args=args, daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -115,6 +124,74 @@ class MetadataBench:
         except Exception as exc:  # noqa: BLE001 - reported, the other runs go on
             out["error"] = f"{type(exc).__name__}: {exc}"
             self.log(f"  {name}: failed: {out['error']}")
+        finally:
+            out["daemon_errors"] = m.errors_logged()
+            m.stop()
+
+    def _view_snapshot(self) -> None:
+        """``synfs snapshot ROOT --view VIEW``: wall time of the command, its own call count."""
+        from synfs.snapshot.store import Snapshot
+
+        out: dict = {"error": None}
+        self.results["view"]["snapshot"] = out
+        token = self.workdir / "meta-snapshot.token"
+        token.write_text(self.users["snapshot"].token + "\n")
+        os.chmod(token, 0o600)
+        path = self.workdir / "meta-view.synfs"
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env.pop("SYNAPSE_AUTH_TOKEN", None)
+        argv = [sys.executable, "-m", "synfs", "snapshot", self.folder, "-o", str(path),
+                "--view", self.view, "--token-file", str(token), "--no-progress",
+                *endpoint_args(self.world.info)]
+        try:
+            started = time.monotonic()
+            res = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(ROOT),
+                                 timeout=self.sc_timeout)
+            out["seconds"] = time.monotonic() - started
+            if res.returncode != 0:
+                raise RuntimeError(f"exit {res.returncode}: {res.stderr.strip()[-300:]}")
+            out["summary"] = (res.stdout.strip().splitlines() or [""])[-1][:300]
+            snap = Snapshot(path)
+            info = snap.info()
+            snap.close()
+            out.update(calls=info["calls"], files=info["files"], source=info["source"])
+            if info["files"] != self.results["files"]:
+                raise RuntimeError(f"the snapshot holds {info['files']} files, not "
+                                   f"{self.results['files']}")
+            self.log(f"  snapshot from view {self.view}: {out['seconds']:.1f}s, "
+                     f"{out['calls']} REST calls")
+        except Exception as exc:  # noqa: BLE001 - reported, the other runs go on
+            out["error"] = f"{type(exc).__name__}: {exc}"
+            self.log(f"  snapshot from the view: failed: {out['error']}")
+
+    def _view_ls(self) -> None:
+        """Cold ``ls -lR`` of a fresh ``--view`` mount, timed from the mount command (which
+        queries the view before mounting); REST calls from the daemon's start."""
+        out: dict = {"error": None}
+        self.results["view"]["ls -lR"] = out
+        m = SynfsMount(self.world, self.users["view ls"].token, self.folder,
+                       self.workdir / "meta-view", ["--view", self.view, "--metadata-ttl",
+                                                    "3600", "--cache-dir",
+                                                    str(self.workdir / "meta-view-cache")])
+        listing = self.workdir / "meta-view-ls.txt"
+        try:
+            drop_caches(2)
+            started = time.monotonic()
+            m.start()
+            out["mount_s"] = time.monotonic() - started
+            with listing.open("wb") as f:
+                subprocess.run(["ls", "-lR"], cwd=m.path, check=True, stdout=f)
+            out["cold_s"] = time.monotonic() - started
+            out["ls_s"] = out["cold_s"] - out["mount_s"]
+            out["calls"] = m.rest_calls()
+            files = sum(1 for line in listing.read_text().splitlines() if line.startswith("-"))
+            if files != self.results["files"]:
+                raise RuntimeError(f"ls -lR showed {files} files, not {self.results['files']}")
+            self.log(f"  ls -lR on a fresh --view mount: {out['cold_s']:.1f}s (mount "
+                     f"{out['mount_s']:.1f}s), {out['calls']} REST calls")
+        except Exception as exc:  # noqa: BLE001 - reported, the other runs go on
+            out["error"] = f"{type(exc).__name__}: {exc}"
+            self.log(f"  ls -lR on a --view mount: failed: {out['error']}")
         finally:
             out["daemon_errors"] = m.errors_logged()
             m.stop()

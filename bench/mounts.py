@@ -124,6 +124,17 @@ class SynfsMount:
         except Exception:  # noqa: BLE001 - an older daemon: no count
             return None
 
+    def calls_by_kind(self) -> dict[str, int]:
+        """The daemon's Synapse requests by ``METHOD /path`` (retries counted), from its
+        status file (read as it is; ``rest_calls`` waits for it to settle)."""
+        try:
+            from synfs.service.runtime import find_status_file
+
+            path, _ = find_status_file(self.path)
+            return dict(json.loads(path.read_text())["requests"]["by_call"])
+        except Exception:  # noqa: BLE001 - an older daemon: no breakdown
+            return {}
+
     def stop(self) -> None:
         if os.path.ismount(self.path):
             subprocess.run([sys.executable, "-m", "synfs", "unmount", str(self.path)],

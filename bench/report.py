@@ -54,6 +54,17 @@ def targets(res: dict) -> list[dict]:
                     v >= 3.0)
             if r.get("warm_s") is not None:
                 add(f"5: warm `{name}`", r["warm_s"], 0.2, r["warm_s"] < 0.2, unit="s")
+        view = meta.get("view") or {}
+        snap, vls = view.get("snapshot") or {}, view.get("ls -lR") or {}
+        if snap.get("seconds") and not snap.get("error") and sc:
+            v = sc / snap["seconds"]
+            add("5: snapshot of the tree from a file view vs synapseclient", v, 20.0, v >= 20.0,
+                note=f"{snap['seconds']:.1f} s, {snap.get('calls')} REST calls")
+        if vls.get("cold_s") and not vls.get("error") and sc:
+            v = sc / vls["cold_s"]
+            add("5: cold `ls -lR` of a fresh `--view` mount vs synapseclient", v, 10.0,
+                v >= 10.0, note=f"{vls['cold_s']:.1f} s, mount included, "
+                                f"{vls.get('calls')} REST calls")
     many = res.get("many")
     if many and many.get("peak_rss"):
         limit = _size(many["max_memory"]) + 100 * MiB
@@ -83,7 +94,7 @@ def _gap(t: dict) -> str:
     return f"missed by {t['measured'] - t['goal']:.3g} {t['unit']}"
 
 
-def markdown(res: dict, notes: str = "") -> str:
+def markdown(res: dict, notes: str = "", cluster_json: Path = Path("/nonexistent")) -> str:
     m = res["meta"]
     lines = [
         "# synfs benchmarks", "",
@@ -160,6 +171,7 @@ def markdown(res: dict, notes: str = "") -> str:
         sc_s = f"{sc['seconds']:.1f}" if sc.get("seconds") else f"> {sc.get('timeout_s')}"
         lines += [f"| synapseclient walk + sizes | {sc_s} | {sc.get('requests', '?')} "
                   f"({sc.get('throttled', '?')} answered 429) | - | - | - | - | - |", ""]
+        lines += view_lines(meta.get("view") or {}, sc.get("seconds"))
     r = res.get("many")
     if r:
         lines += ["### 6. Peak RSS of the daemon", "",
@@ -193,9 +205,70 @@ def markdown(res: dict, notes: str = "") -> str:
         lines += ["```", "", "Including callees, synfs and its I/O paths:", "", "```"]
         lines += [f"{pct:5.1f}%  {frame}" for pct, frame in res["profile"]["inclusive"][:15]]
         lines += ["```", ""]
+    lines += cluster_lines(cluster_json)
     if notes:
         lines += ["## Analysis", "", notes.strip(), ""]
     return "\n".join(lines)
+
+
+def view_lines(view: dict, sc_s: float | None) -> list[str]:
+    """Scenario 5's file-view runs (same tree, same faults, same run), as a small table."""
+    if not view.get("snapshot") and not view.get("ls -lR"):
+        return []
+    out = [f"From a file view of the same tree (syn{str(view.get('id', '?')).removeprefix('syn')}"
+           ", created by the bench, scoped to the tree's root), in the same run:", "",
+           "| run | seconds | REST calls | vs synapseclient |", "|---|---|---|---|"]
+    for key, name in (("snapshot", "`synfs snapshot ROOT --view VIEW`"),
+                      ("ls -lR", "cold `ls -lR` of a fresh `synfs mount --view VIEW` "
+                                 "(mount command included)")):
+        r = view.get(key) or {}
+        secs = r.get("seconds", r.get("cold_s"))
+        if r.get("error") or not secs:
+            out.append(f"| {name} | failed: {r.get('error') or 'not run'} | | |")
+            continue
+        ratio = f"{sc_s / secs:.1f}x faster" if sc_s else "-"
+        extra = f" (mount {r['mount_s']:.1f} s, `ls` {r['ls_s']:.1f} s)" if "mount_s" in r else ""
+        out.append(f"| {name} | {secs:.1f}{extra} | {r.get('calls')} | {ratio} |")
+    return out + [""]
+
+
+def cluster_lines(path: Path) -> list[str]:
+    """A short section pointing at scenario 7's own report (``bench/cluster.py``), with its
+    headline figures read from ``benchmarks-cluster.json`` when it is there."""
+    if not path.exists():
+        return []
+    try:
+        c = json.loads(path.read_text())
+    except ValueError:
+        return []
+    out = ["## 7. A simulated cluster (its own run)", "",
+           f"`python -m bench.cluster`, reported in [benchmarks-cluster.md]"
+           f"(benchmarks-cluster.md) (measured {c.get('date', '?')}): {c.get('nodes')} "
+           f"daemons at once, each copying the same {c.get('files')} files cold under "
+           "production throttling.", ""]
+    snap, live = c.get("snapshot_cluster") or {}, c.get("live_cluster") or {}
+    facts = []
+    if snap.get("finished"):
+        facts.append(f"snapshot mounts: {snap.get('total_answered', snap['total_calls'])} REST "
+                     f"calls served for all nodes ({snap['total_calls']} requests sent, 429 "
+                     f"retries included), {snap['seconds']:.1f} s")
+    if live:
+        done = live.get("finished")
+        served = live.get("total_answered") if done else \
+            f"{live.get('projected_total_answered')} (projected)"
+        sent = live.get("total_calls") if done else live.get("projected_total_calls")
+        secs = f"{live['seconds']:.0f}" if done else f"{live.get('projected_seconds')} (projected)"
+        facts.append(f"live mounts: {served} REST calls served ({sent} requests sent), {secs} s")
+    ex = (c.get("extrapolation") or {})
+    for kind in ("snapshot", "live"):
+        if kind in ex:
+            facts.append(f"1,000 {kind} nodes: {ex[kind]['calls']:,} calls = "
+                         f"{ex[kind]['minutes_of_quota']:,} minutes of one user's quota")
+    out += [f"- {f}" for f in facts]
+    for t in c.get("targets") or []:
+        out.append(f"- target {t['target']}: {t['measured']} -> "
+                   f"{'met' if t['met'] else 'missed'}")
+    return out + [""]
 
 
 def _tool(tool: str) -> str:
@@ -247,6 +320,14 @@ def chart(res: dict, path: Path) -> None:
                     names.append(f"{name}\nremount")
                     vals.append(r["remount_s"])
                     cols.append(colors["synfs"])
+        view = meta.get("view") or {}
+        for key, label in (("snapshot", "snapshot\n--view"), ("ls -lR", "ls -lR\n--view")):
+            r = view.get(key) or {}
+            secs = r.get("seconds", r.get("cold_s"))
+            if secs and not r.get("error"):
+                names.append(label)
+                vals.append(secs)
+                cols.append(colors["synfs"])
         sc = (meta.get("synapseclient") or {}).get("seconds")
         if sc:
             names.append("synapse-\nclient")
@@ -265,5 +346,8 @@ def write(res: dict, docs: Path, notes: str = "") -> None:
     res["targets"] = targets(res)
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "benchmarks.json").write_text(json.dumps(res, indent=1, default=str))
-    chart(res, docs / "benchmarks.png")
-    (docs / "benchmarks.md").write_text(markdown(res, notes))
+    try:
+        chart(res, docs / "benchmarks.png")
+    except ImportError as exc:        # matplotlib comes with the `bench` extra (bench.sh)
+        print(f"bench: no chart ({exc})")
+    (docs / "benchmarks.md").write_text(markdown(res, notes, docs / "benchmarks-cluster.json"))

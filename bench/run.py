@@ -10,6 +10,10 @@ busy with 10 requests a second, so they wait until the sequential reads are meas
 scenarios 3, 4 and 6 meanwhile; scenario 5's warm runs once those are over; then,
 on a quiet machine, one more cold read of scenario 1 by synfs and by direct boto3 with CPU
 accounting of every process involved, and one under py-spy.
+
+``--only-metadata`` runs scenario 5 alone (every run of it at once, the view runs included;
+about 10 minutes, most of it synapseclient's rate-limited walk) and writes its report to
+``WORKDIR/docs`` unless ``--docs`` says otherwise.
 """
 
 from __future__ import annotations
@@ -123,10 +127,17 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", type=Path, default=Path("/var/tmp/synfs-bench"))
-    p.add_argument("--docs", type=Path, default=ROOT / "docs")
+    p.add_argument("--docs", type=Path, default=None,
+                   help="report directory (default docs/; WORKDIR/docs with --only-metadata)")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--skip-metadata", action="store_true", help="leave out scenario 5")
+    p.add_argument("--only-metadata", action="store_true",
+                   help="run scenario 5 alone (its view runs included)")
     args = p.parse_args(argv)
+    if args.skip_metadata and args.only_metadata:
+        p.error("--skip-metadata and --only-metadata exclude each other")
+    if args.docs is None:
+        args.docs = args.workdir / "docs" if args.only_metadata else ROOT / "docs"
     if os.geteuid() != 0:
         print("bench: run as root (drop_caches, clear_refs, FUSE mounts)", file=sys.stderr)
         return 2
@@ -137,44 +148,61 @@ def main(argv=None) -> int:
                           "host": f"{os.cpu_count()} cores, Linux {platform.release()}",
                           "load_before": load(), "reps": args.reps}}
     world = World(args.workdir / "world", log=log)
-    meta = None
     try:
         log("starting the emulator and SeaweedFS")
         world.start()
         world.setup()
         world.seed_small()
-        if not args.skip_metadata:
-            log("scenario 5 (metadata, throttled): synapseclient's walk starts in the background")
+        if args.only_metadata:
+            log("scenario 5 alone (metadata, throttled): every run at once")
             meta = MetadataBench(world, args.workdir, log=log)
             meta.start()
-        world.seed_large()
-        bench = DataBench(world, args.workdir, reps=args.reps, log=log)
-        syn, rc = bench.synfs("synfs"), bench.rclone("rclone")
-        try:
-            log("scenarios 1 and 2: sequential reads")
-            bench.sequential(syn, rc)
-            if meta is not None:
-                log("scenario 5: the synfs cold runs start in the background")
-                meta.start_synfs()
-            log("scenario 3: random reads")
-            bench.random_reads(syn, rc)
-        finally:
-            syn.stop()
-            rc.stop()
-        log("scenario 4: cp -r" + (" (scenario 5's latency applies)" if meta else ""))
-        bench.copy_tree(bench.rclone, bench.synfs)
-        log("scenario 6: 32 files at once")
-        bench.many_files()
-        res.update(bench.results)
-        res["copy"]["during_metadata"] = meta is not None
-        if meta is not None:
-            meta.quiet.set()                      # its warm runs wait for a quiet machine
-            log("waiting for scenario 5")
+            meta.start_synfs()
+            meta.quiet.set()
             res["metadata"] = meta.wait()
-        log("CPU accounting and profile of one more scenario-1 read")
-        res["profile"], res["cpu"] = profile_and_cpu(bench, world, args.workdir)
+        else:
+            run_all(res, args, world)
     finally:
         world.stop()
+    return finish(res, args, started)
+
+
+def run_all(res: dict, args, world: World) -> None:
+    """Scenarios 1-6 side by side (scenario 5 in the background), then the CPU profile."""
+    meta = None
+    if not args.skip_metadata:
+        log("scenario 5 (metadata, throttled): synapseclient's walk starts in the background")
+        meta = MetadataBench(world, args.workdir, log=log)
+        meta.start()
+    world.seed_large()
+    bench = DataBench(world, args.workdir, reps=args.reps, log=log)
+    syn, rc = bench.synfs("synfs"), bench.rclone("rclone")
+    try:
+        log("scenarios 1 and 2: sequential reads")
+        bench.sequential(syn, rc)
+        if meta is not None:
+            log("scenario 5: the synfs cold runs start in the background")
+            meta.start_synfs()
+        log("scenario 3: random reads")
+        bench.random_reads(syn, rc)
+    finally:
+        syn.stop()
+        rc.stop()
+    log("scenario 4: cp -r" + (" (scenario 5's latency applies)" if meta else ""))
+    bench.copy_tree(bench.rclone, bench.synfs)
+    log("scenario 6: 32 files at once")
+    bench.many_files()
+    res.update(bench.results)
+    res["copy"]["during_metadata"] = meta is not None
+    if meta is not None:
+        meta.quiet.set()                      # its warm runs wait for a quiet machine
+        log("waiting for scenario 5")
+        res["metadata"] = meta.wait()
+    log("CPU accounting and profile of one more scenario-1 read")
+    res["profile"], res["cpu"] = profile_and_cpu(bench, world, args.workdir)
+
+
+def finish(res: dict, args, started: float) -> int:
     res["meta"]["load_after"] = load()
     res["meta"]["duration_s"] = time.monotonic() - started
     notes_file = ROOT / "bench" / "analysis.md"

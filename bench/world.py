@@ -9,6 +9,7 @@ keys mirror the folder tree, so ``rclone mount bucket/baseKey`` shows the same f
       rss/f{00..31}.bin            scenario 6 (RSS_SIZE each)
       small/d{0..9}/f{000..099}    scenario 4: 1,000 files of 64 KiB
       meta/dir{00..49}/f{000..099} scenario 5: 5,000 small files in 50 folders
+      (scenario 5 adds a file view over meta/ in the project: ``create_file_view``)
 
 Content is generated from 1 MiB random blocks with the block's offset stamped in, so a read
 at a wrong offset can never look right; uploads go straight to S3 with the folder's
@@ -180,6 +181,16 @@ class World:
         (self.data_dir / "layout.json").write_text(json.dumps(self.layout))
         self.log(f"seeded {small} + {len(meta)} small files in "
                  f"{time.monotonic() - started:.0f}s")
+
+    def create_file_view(self, folder: str, name: str) -> str:
+        """A file view (the default columns) whose scope is the seeded ``folder``, in the
+        project, so every signed-in user can query it (scenario 5's ``--view`` runs)."""
+        s = self._ctx["s"]
+        cols = self.call(s, "GET", "/column/tableview/defaults?viewTypeMask=1")["list"]
+        return self.call(s, "POST", "/entity", {
+            "concreteType": "org.sagebionetworks.repo.model.table.EntityView", "name": name,
+            "parentId": self.layout["project"], "scopeIds": [self.layout["folders"][folder]],
+            "viewTypeMask": 1, "columnIds": [str(c["id"]) for c in cols]})["id"]
 
     def seed_large(self) -> None:
         """Scenarios 1-3 and 6: 1 GiB, 4 x FOUR_SIZE, 32 x RSS_SIZE."""

@@ -6,7 +6,8 @@ file's version and modifiedOn; then each file's details come from the fastest so
 
 - a file view (``synfs.snapshot.views``): one query for the whole tree; a row is trusted only
   if its ``currentVersion`` and ``modifiedOn`` equal the listing's (views are eventually
-  consistent), then ``POST /fileHandle/batch`` gives storage locations 100 files per call;
+  consistent), then ``POST /fileHandle/batch`` gives sizes, MD5s and storage locations 100
+  files per call, ``CONCURRENCY`` calls at a time;
 - otherwise (no view, no row, a stale row) the file's entity bundle (one call per file).
 
 Finally each storage location is asked once whether it is STS-enabled. Requests run on
@@ -134,9 +135,11 @@ class Builder:
         """Fill storage locations (and check bucket/key) from ``POST /fileHandle/batch``;
         returns the nodes whose handle the batch could not give (to fetch by bundle)."""
         missing = []
-        for i in range(0, len(nodes), BATCH_LIMIT):
-            chunk = nodes[i:i + BATCH_LIMIT]
-            got = self.client.get_file_handles([(n.id, n.file_handle_id) for n in chunk])
+        chunks = [nodes[i:i + BATCH_LIMIT] for i in range(0, len(nodes), BATCH_LIMIT)]
+        batches = self.pool.map(
+            lambda chunk: self.client.get_file_handles([(n.id, n.file_handle_id) for n in chunk]),
+            chunks)                               # CONCURRENCY batches in flight
+        for chunk, got in zip(chunks, batches):
             done = []
             for n in chunk:
                 fh = got.get(n.file_handle_id)

@@ -31,9 +31,16 @@ from synfs.synapse.tables import FILE_MASK, VIEW_TYPE, Tables
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("id", "currentVersion", "modifiedOn", "dataFileHandleId", "dataFileSizeBytes",
-           "dataFileMD5Hex", "dataFileConcreteType", "dataFileBucket", "dataFileKey",
-           "dataFileName", "etag", "createdOn")
+# Synapse sizes a query's pages by the selected columns' maximum sizes (2 MiB a page), so
+# every wide STRING column selected costs pages: with the ``dataFile*`` strings (key 700,
+# name 256, ...) a page holds about 400 rows, one async job each. A snapshot selects only what
+# the cross-check and the node need (``POST /fileHandle/batch`` gives size, MD5, bucket, key,
+# name and type of 100 files a call anyway): 5,000 rows in one page.
+COLUMNS = ("id", "currentVersion", "modifiedOn", "dataFileHandleId", "etag", "createdOn")
+# A ``--view`` mount keeps a row's entity for attributes only (size and times; opening a file
+# fetches its entity): no name, MD5, bucket or key.
+MOUNT_COLUMNS = ("id", "currentVersion", "modifiedOn", "createdOn", "etag",
+                 "dataFileHandleId", "dataFileSizeBytes")
 
 
 def check_view(tables: Tables, view_id: int, root_id: int) -> None:
@@ -72,6 +79,8 @@ def row_matches(row: dict, node: Node) -> bool:
 
 
 def node_from_row(row: dict, node: Node) -> Node:
+    """The node a trusted row gives; size, MD5, bucket, key, name and type come from the
+    file handle batch (``Builder.handles``), unless the row has them."""
     created = _int(row.get("createdOn"))
     return Node(id=node.id, parent_id=node.parent_id, name=node.name, kind=node.kind,
                 version=node.version, modified_on=node.modified_on,
@@ -166,8 +175,8 @@ def _iso_ms(ms: int) -> str:
 
 
 def entity_from_row(row: dict) -> Entity | None:
-    """A file's attributes from a view row (attributes only: ``from_store``), or None if the
-    row lacks what a size needs. ``modifiedOn`` goes through the same parsing as a listing's,
+    """A file's attributes from a view row (attributes only: ``from_store``; a mount's rows
+    carry no name, MD5, bucket or key), or None if the row lacks what a size needs. ``modifiedOn`` goes through the same parsing as a listing's,
     so the tree's (version, modifiedOn) check against the listing compares like with like."""
     try:
         eid = parse_id(row.get("id"))
@@ -193,6 +202,6 @@ def entity_from_row(row: dict) -> Entity | None:
 def view_entities(tables: Tables, view_id: int, root_id: int) -> list[Entity]:
     """Every file row of the view as attributes-only entities (``synfs mount --view``)."""
     check_view(tables, view_id, root_id)
-    cols = ", ".join(f'"{c}"' for c in COLUMNS + ("name",))
+    cols = ", ".join(f'"{c}"' for c in MOUNT_COLUMNS)
     rows = tables.query(view_id, f"SELECT {cols} FROM syn{view_id}")
     return [ent for ent in map(entity_from_row, rows) if ent is not None]
