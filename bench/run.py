@@ -8,8 +8,9 @@ emulator; rate-limited by design, it is about 10 minutes of mostly waiting); see
 files and run scenarios 1-2; then start scenario 5's three synfs cold runs (each keeps a daemon
 busy with 10 requests a second, so they wait until the sequential reads are measured) and run
 scenarios 3, 4 and 6 meanwhile; scenario 5's warm runs once those are over; then,
-on a quiet machine, one more cold read of scenario 1 by synfs and by direct boto3 with CPU
-accounting of every process involved, and one under py-spy.
+on a quiet machine, one more cold read of scenarios 1 and 2 by synfs and by direct boto3 with
+CPU accounting of every process involved (issue 14's CPU-per-GiB targets), and one under py-spy.
+``--reads-only`` runs scenarios 1-3 and 6 and that accounting only (the read path's loop).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 from bench import report
 from bench.metadata import MetadataBench
 from bench.mounts import cpu_seconds, drop_caches
-from bench.scenarios import DataBench, dd, direct_read
+from bench.scenarios import DataBench, dd, direct_read, parallel
 from bench.world import ROOT, World
 
 
@@ -54,36 +55,48 @@ def weed_pid(world: World) -> int | None:
     return None
 
 
+def _accounted(procs: dict, read) -> tuple[dict, float]:
+    """CPU seconds of each process in ``procs`` (name -> pid, or None for this process)
+    while ``read()`` runs, and its wall time."""
+    before = {k: cpu_seconds(p) if p else time.process_time() for k, p in procs.items()}
+    wall = read()
+    return {k: (cpu_seconds(p) if p else time.process_time()) - before[k]
+            for k, p in procs.items()}, wall
+
+
 def profile_and_cpu(bench: DataBench, world: World, workdir: Path) -> tuple[dict, dict]:
-    """One more cold read of the 1 GiB file by synfs and by direct boto3, with the CPU seconds
-    of each process involved, then one under py-spy (GIL samples) for the daemon's profile."""
+    """Once more, on a quiet machine: the 1 GiB file and the four files read cold by synfs
+    and by direct boto3, with the CPU seconds of each process involved (the reader itself,
+    SeaweedFS, the emulator's S3 proxy), then one synfs read under py-spy (GIL samples)."""
     syn = bench.synfs("profile-synfs")
     try:
         path = syn.path / "seq/one-GiB.bin"
         dd(path)                                          # warm the daemon (metadata, STS)
-        procs = {"synfs daemon": syn.pid, "SeaweedFS (weed)": weed_pid(world),
-                 "emulator (REST + S3 proxy)": world.emulator.proc.pid}
-        drop_caches()
-        before = {k: cpu_seconds(p) for k, p in procs.items() if p}
-        started = time.monotonic()
-        usage0 = os.times()
-        wall = dd(path)
-        usage1 = os.times()
-        cpu = {k: cpu_seconds(procs[k]) - v for k, v in before.items()}
-        cpu["dd (the reader)"] = usage1.children_user + usage1.children_system - (
-            usage0.children_user + usage0.children_system)
-        busy = sum(cpu.values()) / (wall * os.cpu_count())
-        cpu_info = {"processes": cpu, "wall_s": time.monotonic() - started,
-                    "cores": os.cpu_count(), "busy": min(busy, 1.0)}
-        # the same for the direct client, for comparison
-        others = {k: p for k, p in procs.items() if k != "synfs daemon" and p}
-        before = {k: cpu_seconds(p) for k, p in others.items()}
-        mine = time.process_time()
-        wall = direct_read(bench.s3, bench.lay["bucket"], [bench.obj("seq/one-GiB.bin")])
-        direct = {k: cpu_seconds(p) - before[k] for k, p in others.items()}
-        direct["direct boto3 client"] = time.process_time() - mine
-        cpu_info["direct"] = {"processes": direct, "wall_s": wall,
-                              "busy": min(sum(direct.values()) / (wall * os.cpu_count()), 1.0)}
+        server = {"SeaweedFS (weed)": weed_pid(world),
+                  "emulator (REST + S3 proxy)": world.emulator.proc.pid}
+        server = {k: p for k, p in server.items() if p}
+        four = [f"four/part-{i}.bin" for i in range(4)]
+        cpu_info: dict = {"cores": os.cpu_count()}
+        for label, paths, threads in (("seq1", ["seq/one-GiB.bin"], 8), ("seq4", four, 16)):
+            gib = sum(bench.lay["files"][p]["size"] for p in paths) / 2**30
+            drop_caches()
+            usage0 = os.times()
+            mine, wall = _accounted({"synfs daemon": syn.pid, **server},
+                                    lambda: parallel(lambda p: dd(syn.path / p), paths))
+            usage1 = os.times()
+            mine["dd (the reader)"] = usage1.children_user + usage1.children_system - (
+                usage0.children_user + usage0.children_system)
+            drop_caches()
+            direct, dwall = _accounted(
+                {"direct boto3 client": None, **server},
+                lambda: direct_read(bench.s3, bench.lay["bucket"],
+                                    [bench.obj(p) for p in paths], threads=threads))
+            cpu_info[label] = {
+                "gib": gib,
+                "synfs": {"processes": mine, "wall_s": wall,
+                          "busy": min(sum(mine.values()) / (wall * os.cpu_count()), 1.0)},
+                "direct": {"processes": direct, "wall_s": dwall,
+                           "busy": min(sum(direct.values()) / (dwall * os.cpu_count()), 1.0)}}
         raw = workdir / "profile.txt"
         drop_caches()
         py_spy = Path(sys.executable).with_name("py-spy")
@@ -126,7 +139,17 @@ def main(argv=None) -> int:
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--skip-metadata", action="store_true", help="leave out scenario 5")
+    p.add_argument("--reads-only", action="store_true",
+                   help="only the read scenarios 1-3 and 6 and the CPU accounting (implies "
+                        "--skip-metadata; no small files seeded, no scenario 4)")
+    p.add_argument("--code", type=Path, default=None,
+                   help="mount synfs from this source tree (e.g. an older commit checked out "
+                        "elsewhere, for before/after runs); default: this one")
     args = p.parse_args(argv)
+    if args.code is not None:
+        from bench import mounts
+        mounts.CODE = args.code.resolve()
+    args.skip_metadata = args.skip_metadata or args.reads_only
     if os.geteuid() != 0:
         print("bench: run as root (drop_caches, clear_refs, FUSE mounts)", file=sys.stderr)
         return 2
@@ -142,7 +165,8 @@ def main(argv=None) -> int:
         log("starting the emulator and SeaweedFS")
         world.start()
         world.setup()
-        world.seed_small()
+        if not args.reads_only:
+            world.seed_small()
         if not args.skip_metadata:
             log("scenario 5 (metadata, throttled): synapseclient's walk starts in the background")
             meta = MetadataBench(world, args.workdir, log=log)
@@ -161,12 +185,14 @@ def main(argv=None) -> int:
         finally:
             syn.stop()
             rc.stop()
-        log("scenario 4: cp -r" + (" (scenario 5's latency applies)" if meta else ""))
-        bench.copy_tree(bench.rclone, bench.synfs)
+        if not args.reads_only:
+            log("scenario 4: cp -r" + (" (scenario 5's latency applies)" if meta else ""))
+            bench.copy_tree(bench.rclone, bench.synfs)
         log("scenario 6: 32 files at once")
         bench.many_files()
         res.update(bench.results)
-        res["copy"]["during_metadata"] = meta is not None
+        if "copy" in res:
+            res["copy"]["during_metadata"] = meta is not None
         if meta is not None:
             meta.quiet.set()                      # its warm runs wait for a quiet machine
             log("waiting for scenario 5")
