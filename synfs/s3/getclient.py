@@ -1,8 +1,8 @@
 """A lean S3 ranged-GET client: SigV4-signed ``GET`` requests over ``http.client``, the bytes
 received straight into the caller's buffer. The read path's hot loop (``synfs.s3.reader``).
 
-Owns, for the reader: one persistent connection per worker thread and host (keep-alive, TCP
-keepalive; a connection that failed or was left half-read is closed, never reused), SigV4
+Owns, for the reader: one persistent connection per worker thread and host (keep-alive;
+a connection that failed or was left half-read is closed, never reused), SigV4
 signing of a ``GET`` with an empty payload (signing keys cached per secret, day and region),
 the region of each bucket (learnt from S3's redirect answers: ``301 PermanentRedirect`` or
 ``400 AuthorizationHeaderMalformed`` / ``IllegalLocationConstraintException`` carrying the
@@ -29,6 +29,7 @@ import re
 import socket
 import struct
 import threading
+import weakref
 from urllib.parse import quote, urlsplit
 
 from synfs.synapse.models import StsCredentials
@@ -158,8 +159,8 @@ class GetClient:
         self.regions: dict[str, str] = {}          # bucket -> region S3 told us
         self._keys: dict = {}
         self._local = threading.local()
+        self._all: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
         self._lock = threading.Lock()
-        self._all: set[http.client.HTTPConnection] = set()
 
     def __repr__(self) -> str:
         where = self.endpoint.netloc if self.endpoint else "AWS"
@@ -178,9 +179,12 @@ class GetClient:
 
     def _conn(self, scheme: str, host: str, port: int) -> tuple[http.client.HTTPConnection, bool]:
         """This thread's connection to ``host``; True when it was used before."""
-        pool = getattr(self._local, "conns", None)
-        if pool is None:
-            pool = self._local.conns = {}
+        holder = getattr(self._local, "pool", None)
+        if holder is None:
+            # closed when the worker thread ends (its thread-local holder is collected)
+            holder = self._local.pool = _Pool()
+            weakref.finalize(holder, _close_all, holder.conns)
+        pool = holder.conns
         conn = pool.get((scheme, host, port))
         if conn is not None:
             return conn, True
@@ -192,8 +196,8 @@ class GetClient:
         return conn, False
 
     def _discard(self, scheme: str, host: str, port: int) -> None:
-        pool = getattr(self._local, "conns", {})
-        conn = pool.pop((scheme, host, port), None)
+        holder = getattr(self._local, "pool", None)
+        conn = holder.conns.pop((scheme, host, port), None) if holder is not None else None
         if conn is not None:
             conn.close()
             with self._lock:
@@ -201,7 +205,7 @@ class GetClient:
 
     def close(self) -> None:
         with self._lock:
-            conns, self._all = list(self._all), set()
+            conns, self._all = list(self._all), weakref.WeakSet()
         for conn in conns:
             conn.close()
 
@@ -288,6 +292,21 @@ class GetClient:
         except (OSError, http.client.HTTPException) as exc:
             raise TransportError(type(exc).__name__) from None
         raise S3Error(status, _code(status, body), _region(resp, body))
+
+
+class _Pool:
+    """One worker thread's connections, keyed by (scheme, host, port)."""
+
+    __slots__ = ("conns", "__weakref__")
+
+    def __init__(self):
+        self.conns: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
+
+
+def _close_all(conns: dict) -> None:
+    for conn in list(conns.values()):
+        conn.close()
+    conns.clear()
 
 
 def _title(name: str) -> str:

@@ -190,3 +190,25 @@ def test_emulator_bucket_in_another_region(emulator, client, world):
         assert reader.stats["s3 GetObject"] == 1
     finally:
         emulator.set_faults(s3_bucket_regions={})
+
+
+def test_connections_of_a_finished_worker_thread_are_closed(fake):
+    """Worker threads come and go (trio's thread cache): the connections of one that ended
+    are closed, not left open until the reader closes."""
+    import gc
+
+    fake.route("GET", r"^/bkt/", ranged)
+    reader = S3Reader(fake.url, CredentialStore(FakeSts()), retry_budget_s=5)
+    seen = []
+
+    def work():
+        reader.read_range(5, 100, "bkt", "k", 0, 10)
+        seen.extend(reader.client._all)            # this thread's connection, still open
+        assert all(c.sock is not None for c in seen)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    gc.collect()
+    assert len(seen) == 1 and seen[0].sock is None
+    assert reader.read_range(5, 100, "bkt", "k", 0, 10) == DATA[:10]    # this thread's own
