@@ -20,6 +20,7 @@ from pathlib import Path
 from bench.world import ROOT, World
 
 MiB = 1024 * 1024
+CODE = ROOT        # the synfs source tree mounts run (``bench.run --code``: before/after runs)
 
 
 def drop_caches(level: int = 1) -> None:
@@ -103,9 +104,9 @@ class SynfsMount:
                 "--auth-endpoint", info["authEndpoint"], "--s3-endpoint", info["s3Endpoint"],
                 "--read-only", "--log-file", str(self.log), "--log-level", "WARNING",
                 *self.extra]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = dict(os.environ, PYTHONPATH=str(CODE))
         env.pop("SYNAPSE_AUTH_TOKEN", None)
-        res = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(ROOT),
+        res = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(CODE),
                              timeout=120)
         if res.returncode != 0:
             raise RuntimeError(f"synfs mount failed: {res.stderr.strip()}")

@@ -8,8 +8,10 @@ emulator; rate-limited by design, it is about 10 minutes of mostly waiting); see
 files and run scenarios 1-2; then start scenario 5's three synfs cold runs (each keeps a daemon
 busy with 10 requests a second, so they wait until the sequential reads are measured) and run
 scenarios 3, 4 and 6 meanwhile; scenario 5's warm runs once those are over; then,
-on a quiet machine, one more cold read of scenario 1 by synfs and by direct boto3 with CPU
-accounting of every process involved, and one under py-spy.
+on a quiet machine, one more cold read of scenarios 1 and 2 by synfs and by direct boto3 with
+CPU accounting of every process involved (issue 14's CPU-per-GiB targets), and one under py-spy.
+
+``--reads-only`` runs scenarios 1-3 and 6 and that accounting only (the read path's loop).
 
 ``--only-metadata`` runs scenario 5 alone (every run of it at once, the view runs included;
 about 10 minutes, most of it synapseclient's rate-limited walk) and writes its report to
@@ -133,9 +135,21 @@ def main(argv=None) -> int:
     p.add_argument("--skip-metadata", action="store_true", help="leave out scenario 5")
     p.add_argument("--only-metadata", action="store_true",
                    help="run scenario 5 alone (its view runs included)")
+    p.add_argument("--reads-only", action="store_true",
+                   help="only the read scenarios 1-3 and 6 and the CPU accounting (implies "
+                        "--skip-metadata; no small files seeded, no scenario 4)")
+    p.add_argument("--code", type=Path, default=None,
+                   help="mount synfs from this source tree (e.g. an older commit checked out "
+                        "elsewhere, for before/after runs); default: this one")
     args = p.parse_args(argv)
+    if args.reads_only and args.only_metadata:
+        p.error("--reads-only and --only-metadata exclude each other")
     if args.skip_metadata and args.only_metadata:
         p.error("--skip-metadata and --only-metadata exclude each other")
+    if args.code is not None:
+        from bench import mounts
+        mounts.CODE = args.code.resolve()
+    args.skip_metadata = args.skip_metadata or args.reads_only
     if args.docs is None:
         args.docs = args.workdir / "docs" if args.only_metadata else ROOT / "docs"
     if os.geteuid() != 0:
@@ -152,7 +166,8 @@ def main(argv=None) -> int:
         log("starting the emulator and SeaweedFS")
         world.start()
         world.setup()
-        world.seed_small()
+        if not args.reads_only:
+            world.seed_small()
         if args.only_metadata:
             log("scenario 5 alone (metadata, throttled): every run at once")
             meta = MetadataBench(world, args.workdir, log=log)
@@ -188,17 +203,19 @@ def run_all(res: dict, args, world: World) -> None:
     finally:
         syn.stop()
         rc.stop()
-    log("scenario 4: cp -r" + (" (scenario 5's latency applies)" if meta else ""))
-    bench.copy_tree(bench.rclone, bench.synfs)
+    if not args.reads_only:
+        log("scenario 4: cp -r" + (" (scenario 5's latency applies)" if meta else ""))
+        bench.copy_tree(bench.rclone, bench.synfs)
     log("scenario 6: 32 files at once")
     bench.many_files()
     res.update(bench.results)
-    res["copy"]["during_metadata"] = meta is not None
+    if "copy" in res:
+        res["copy"]["during_metadata"] = meta is not None
     if meta is not None:
         meta.quiet.set()                      # its warm runs wait for a quiet machine
         log("waiting for scenario 5")
         res["metadata"] = meta.wait()
-    log("CPU accounting and profile of one more scenario-1 read")
+    log("CPU accounting of scenarios 1 and 2, and a profile of one more scenario-1 read")
     res["profile"], res["cpu"] = profile_and_cpu(bench, world, args.workdir)
 
 

@@ -42,6 +42,7 @@ class Faults:
     s3_error_rate: float = 0.0               # share of STS-signed S3 requests that fail
     s3_error_status: int = 503
     s3_latency_ms: int = 0
+    s3_bucket_regions: dict = field(default_factory=dict)   # bucket -> region (S3 proxy)
     throttling: bool = False
     view_lag_s: float = 0.0                  # view rows show changes only once this old
     table_job_s: float = 0.0                 # table jobs answer 202 PROCESSING this long
@@ -78,6 +79,8 @@ class Faults:
                     value = float(value or 0)
                     if value < 0:
                         raise ValueError(f"{key} must be 0 or more")
+                elif key == "s3_bucket_regions":
+                    value = {str(k): str(v) for k, v in (value or {}).items()}
                 elif key == "table_page_rows" and value is not None:
                     value = int(value)
                     if value < 1:

@@ -15,7 +15,10 @@ the request is re-sent byte-for-byte to weed over a per-connection persistent
     keeps a 256 MiB GET through the proxy close to direct speed.
 
 Before forwarding, requests signed with a registered access key whose reported expiration has
-passed get 403 ``ExpiredToken``; requests carrying an STS session token (user traffic) get the
+passed get 403 ``ExpiredToken``; requests for a bucket the ``faults`` object places in a
+region (``s3_bucket_regions``) but signed for another get AWS's region answer, 400
+``AuthorizationHeaderMalformed`` with the bucket's region in ``<Region>`` and in the
+``x-amz-bucket-region`` header (what S3 answers a client signing for the wrong region); requests carrying an STS session token (user traffic) get the
 ``faults`` object's latency and error rate. Proxy-made errors are S3 XML bodies. Nothing here
 logs query strings or headers (they hold signatures and session tokens).
 """
@@ -49,12 +52,15 @@ STATUS_CODES = {500: ("InternalError", "We encountered an internal error. Please
                 429: ("SlowDown", "Please reduce your request rate."),
                 403: ("AccessDenied", "Access Denied")}
 _CRED_RE = re.compile(r"Credential=([^/,\s]+)/")
+_SCOPE_RE = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/,\s]+)/s3/")
 
 
-def s3_error_body(code: str, message: str, resource: str, request_id: str) -> bytes:
+def s3_error_body(code: str, message: str, resource: str, request_id: str,
+                  region: str | None = None) -> bytes:
+    where = f"<Region>{escape(region)}</Region>" if region else ""
     return ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code><Message>%s</Message>'
-            '<Resource>%s</Resource><RequestId>%s</RequestId></Error>'
-            % (escape(code), escape(message), escape(resource), request_id)).encode()
+            '<Resource>%s</Resource>%s<RequestId>%s</RequestId></Error>'
+            % (escape(code), escape(message), escape(resource), where, request_id)).encode()
 
 
 def _faults_value(faults, name: str, default, kind):
@@ -242,6 +248,8 @@ class _Handler(BaseHTTPRequestHandler):
             query = parse_qs(urlsplit(self._target()).query) if query is None else query
             has_token = "X-Amz-Security-Token" in query
         faults = proxy.faults
+        if faults is not None and self._wrong_region(faults, query, body_sent):
+            return True
         if has_token and faults is not None:
             latency = _faults_value(faults, "s3_latency_ms", 0, int)
             if latency > 0:
@@ -254,6 +262,29 @@ class _Handler(BaseHTTPRequestHandler):
                 return True
         return False
 
+    def _wrong_region(self, faults, query, body_sent: bool) -> bool:
+        """Answer like S3 when the request is signed for a region its bucket is not in."""
+        regions = getattr(faults, "s3_bucket_regions", None)
+        if not regions or not isinstance(regions, dict):
+            return False
+        bucket = urlsplit(self._target()).path.lstrip("/").split("/", 1)[0]
+        region = regions.get(bucket)
+        if not region:
+            return False
+        m = _SCOPE_RE.search(self.headers.get("Authorization", ""))
+        if m:
+            signed = m.group(1)
+        else:
+            query = parse_qs(urlsplit(self._target()).query) if query is None else query
+            scope = query.get("X-Amz-Credential", [""])[0].split("/")
+            signed = scope[2] if len(scope) > 2 else None
+        if signed is None or signed == region:
+            return False
+        self._send_s3_error(400, "AuthorizationHeaderMalformed",
+                            f"The authorization header is malformed; the region '{signed}' "
+                            f"is wrong; expecting '{region}'", body_sent, region=region)
+        return True
+
     def _drain_body(self) -> None:
         if not self._body_pending:
             return
@@ -264,7 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
             n = int(self.headers.get("Content-Length", "0") or 0)
             _pipe_exact(self.rfile, None, n, self._buf)
 
-    def _send_s3_error(self, status: int, code: str, message: str, body_sent: bool = True) -> None:
+    def _send_s3_error(self, status: int, code: str, message: str, body_sent: bool = True,
+                       region: str | None = None) -> None:
         if body_sent:
             try:
                 self._drain_body()
@@ -274,11 +306,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         request_id = uuid.uuid4().hex[:16].upper()
         body = b"" if self.command == "HEAD" else s3_error_body(
-            code, message, urlsplit(self._target()).path, request_id)
+            code, message, urlsplit(self._target()).path, request_id, region)
         reason = http.client.responses.get(status, "Error")
         head = [f"HTTP/1.1 {status} {reason}", "Content-Type: application/xml",
                 f"Content-Length: {len(body)}", f"x-amz-request-id: {request_id}",
                 "Server: " + self.server_version]
+        if region:
+            head.append(f"x-amz-bucket-region: {region}")
         if self.close_connection:
             head.append("Connection: close")
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)

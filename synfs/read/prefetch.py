@@ -244,7 +244,7 @@ class Prefetcher:
         budget = self.downloads.budget
         budget.unregister(self)
         if not budget.owners():
-            budget.trim()           # no file open: give the kept buffers back to the system
+            budget.trim_later()     # no file open: the kept buffers go back to the system soon
         if self.reads:
             log.debug("closed syn%d: %d reads, %d downloads, %d resets, window %d; request "
                       "sizes so far %s", self.entity.id, self.reads, self.requests, self.resets,

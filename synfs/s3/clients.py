@@ -1,7 +1,8 @@
 """boto3 S3 clients, one per set of STS credentials: a bounded, thread-safe LRU.
 
-Shared by the reader and the uploader. A client is created under a lock (boto3 sessions are
-not thread-safe) and reused while its credentials are current; old ones are closed.
+Shared by the uploader and the lister (reads go through ``synfs.s3.getclient``). A client is
+created under a lock (boto3 sessions are not thread-safe) and reused while its credentials are
+current; old ones are closed.
 """
 
 from __future__ import annotations

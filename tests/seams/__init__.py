@@ -23,6 +23,7 @@ class Request:
     query: dict
     headers: dict
     body: bytes
+    client_port: int = 0         # the client's port: tells connections apart
 
     def json(self):
         return json.loads(self.body) if self.body else None

@@ -208,13 +208,17 @@ def test_5xx_forever_is_unavailable_within_budget(fake):
     assert 1.0 < time.monotonic() - started < 3.0
 
 
-def test_clients_are_cached_per_credential_set(fake):
-    fake.route("GET", r"^/bkt/", ranged)
+def test_connection_is_kept_alive_across_credential_sets(fake):
+    """One connection per thread carries every GET, whatever the credentials (the lean
+    client signs each request; nothing is built per credential set)."""
+    ports = []
+    fake.route("GET", r"^/bkt/", lambda req: (ports.append(req.client_port), ranged(req))[1])
     reader, sts = make_reader(fake)
-    creds = reader.credentials.get(5, 1)
-    assert reader._client(creds) is reader._client(creds)
-    other = sts.sts_credentials(1)
-    assert reader._client(other) is not reader._client(creds)
+    assert reader.read_range(5, 100, "bkt", "k", 0, 10) == DATA[:10]
+    reader.credentials.invalidate(5, "read_only", reader.credentials.get(5, 100))
+    assert reader.read_range(5, 100, "bkt", "k", 10, 10) == DATA[10:20]
+    assert [access_key_of(r) for r in fake.calls("GET")] == ["AKID1", "AKID2"]
+    assert len(ports) == 2 and ports[0] == ports[1]
     reader.close()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 from trio.testing import wait_all_tasks_blocked
 
 from synfs.read.membudget import MIN_POOLED, MemoryBudget, size_class
@@ -155,3 +156,41 @@ def test_a_lone_direct_read_larger_than_the_reserve_proceeds():
 def test_limit_must_be_positive():
     with pytest.raises(ValueError):
         MemoryBudget(0)
+
+
+def test_a_kept_larger_buffer_serves_a_smaller_request_instead_of_a_new_mapping():
+    """With the budget full of kept 16 MiB buffers, a 1 MiB part takes one of them: no buffer
+    is unmapped and mapped again (fresh pages cost a fault and zeroing each)."""
+    b = MemoryBudget(40 * MiB, direct_reserve=4 * MiB)
+    bufs = [b.try_alloc(16 * MiB) for _ in range(2)]
+    for buf in bufs:
+        b.free(buf)
+    small = b.try_alloc(MiB)
+    assert small in bufs and small.capacity == 16 * MiB
+    assert b.stats["allocated"] == 2 and b.used == 32 * MiB
+    assert b.try_alloc(16 * MiB) in bufs and b.stats["allocated"] == 2
+
+
+def test_buffers_outlive_the_last_close_briefly_then_are_unmapped():
+    """A job reading files one after another reuses the buffers of the previous file; once no
+    file was open for ``trim_delay_s``, they go back to the system."""
+
+    async def main():
+        b = MemoryBudget(64 * MiB, trim_delay_s=5.0, clock=trio.current_time)
+        first = Owner(b, trio.current_time)
+        buf = b.try_alloc(8 * MiB)
+        b.free(buf)
+        b.unregister(first)
+        b.trim_later()
+        await trio.sleep(1.0)
+        second = Owner(b, trio.current_time)       # the next file of the job
+        assert b.try_alloc(8 * MiB) is buf and b.stats["allocated"] == 1
+        b.free(buf)
+        b.unregister(second)
+        b.trim_later()
+        await trio.sleep(4.5)
+        assert b.used == 8 * MiB                   # not yet: the delay counts from the close
+        await trio.sleep(6.0)
+        assert b.used == 0 and b._free_bytes == 0
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
