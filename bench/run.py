@@ -35,7 +35,7 @@ from pathlib import Path
 from bench import report
 from bench.metadata import MetadataBench
 from bench.mounts import cpu_seconds, drop_caches
-from bench.scenarios import DataBench, dd, direct_read
+from bench.scenarios import DataBench, dd, direct_read, parallel
 from bench.world import ROOT, World
 
 
@@ -60,36 +60,48 @@ def weed_pid(world: World) -> int | None:
     return None
 
 
+def _accounted(procs: dict, read) -> tuple[dict, float]:
+    """CPU seconds of each process in ``procs`` (name -> pid, or None for this process)
+    while ``read()`` runs, and its wall time."""
+    before = {k: cpu_seconds(p) if p else time.process_time() for k, p in procs.items()}
+    wall = read()
+    return {k: (cpu_seconds(p) if p else time.process_time()) - before[k]
+            for k, p in procs.items()}, wall
+
+
 def profile_and_cpu(bench: DataBench, world: World, workdir: Path) -> tuple[dict, dict]:
-    """One more cold read of the 1 GiB file by synfs and by direct boto3, with the CPU seconds
-    of each process involved, then one under py-spy (GIL samples) for the daemon's profile."""
+    """Once more, on a quiet machine: the 1 GiB file and the four files read cold by synfs
+    and by direct boto3, with the CPU seconds of each process involved (the reader itself,
+    SeaweedFS, the emulator's S3 proxy), then one synfs read under py-spy (GIL samples)."""
     syn = bench.synfs("profile-synfs")
     try:
         path = syn.path / "seq/one-GiB.bin"
         dd(path)                                          # warm the daemon (metadata, STS)
-        procs = {"synfs daemon": syn.pid, "SeaweedFS (weed)": weed_pid(world),
-                 "emulator (REST + S3 proxy)": world.emulator.proc.pid}
-        drop_caches()
-        before = {k: cpu_seconds(p) for k, p in procs.items() if p}
-        started = time.monotonic()
-        usage0 = os.times()
-        wall = dd(path)
-        usage1 = os.times()
-        cpu = {k: cpu_seconds(procs[k]) - v for k, v in before.items()}
-        cpu["dd (the reader)"] = usage1.children_user + usage1.children_system - (
-            usage0.children_user + usage0.children_system)
-        busy = sum(cpu.values()) / (wall * os.cpu_count())
-        cpu_info = {"processes": cpu, "wall_s": time.monotonic() - started,
-                    "cores": os.cpu_count(), "busy": min(busy, 1.0)}
-        # the same for the direct client, for comparison
-        others = {k: p for k, p in procs.items() if k != "synfs daemon" and p}
-        before = {k: cpu_seconds(p) for k, p in others.items()}
-        mine = time.process_time()
-        wall = direct_read(bench.s3, bench.lay["bucket"], [bench.obj("seq/one-GiB.bin")])
-        direct = {k: cpu_seconds(p) - before[k] for k, p in others.items()}
-        direct["direct boto3 client"] = time.process_time() - mine
-        cpu_info["direct"] = {"processes": direct, "wall_s": wall,
-                              "busy": min(sum(direct.values()) / (wall * os.cpu_count()), 1.0)}
+        server = {"SeaweedFS (weed)": weed_pid(world),
+                  "emulator (REST + S3 proxy)": world.emulator.proc.pid}
+        server = {k: p for k, p in server.items() if p}
+        four = [f"four/part-{i}.bin" for i in range(4)]
+        cpu_info: dict = {"cores": os.cpu_count()}
+        for label, paths, threads in (("seq1", ["seq/one-GiB.bin"], 8), ("seq4", four, 16)):
+            gib = sum(bench.lay["files"][p]["size"] for p in paths) / 2**30
+            drop_caches()
+            usage0 = os.times()
+            mine, wall = _accounted({"synfs daemon": syn.pid, **server},
+                                    lambda: parallel(lambda p: dd(syn.path / p), paths))
+            usage1 = os.times()
+            mine["dd (the reader)"] = usage1.children_user + usage1.children_system - (
+                usage0.children_user + usage0.children_system)
+            drop_caches()
+            direct, dwall = _accounted(
+                {"direct boto3 client": None, **server},
+                lambda: direct_read(bench.s3, bench.lay["bucket"],
+                                    [bench.obj(p) for p in paths], threads=threads))
+            cpu_info[label] = {
+                "gib": gib,
+                "synfs": {"processes": mine, "wall_s": wall,
+                          "busy": min(sum(mine.values()) / (wall * os.cpu_count()), 1.0)},
+                "direct": {"processes": direct, "wall_s": dwall,
+                           "busy": min(sum(direct.values()) / (dwall * os.cpu_count()), 1.0)}}
         raw = workdir / "profile.txt"
         drop_caches()
         py_spy = Path(sys.executable).with_name("py-spy")
