@@ -13,16 +13,12 @@ served from it; any other read resets the window. Two resets in a row mean rando
 only the bytes asked for are fetched until the reads turn sequential again. When the budget
 refuses a part a read needs, the read is served by one direct ranged GET of just its bytes.
 Replies are read-only views of the parts (no copy) unless a read spans parts.
-
-Also ``tune_kernel_readahead``: the kernel's readahead for the mount, so that sequential reads
-arrive as 1 MiB requests several at a time.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 
 from synfs import errors
 from synfs.read.downloads import Downloads, Part
@@ -31,7 +27,6 @@ from synfs.synapse.models import Entity
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-KERNEL_READAHEAD_KIB = 4096        # see tune_kernel_readahead
 RAMP_UNTIL = 16 * MiB              # the window quadruples up to here, then doubles
 
 
@@ -268,25 +263,3 @@ def _copy_out(parts: list[Part], start: int, end: int) -> bytes:
         raise errors.SynfsError(f"internal: parts do not cover {cur}-{end}")
     return chunks[0].toreadonly() if len(chunks) == 1 else b"".join(chunks)
 
-
-def tune_kernel_readahead(mountpoint, kib: int = KERNEL_READAHEAD_KIB) -> int | None:
-    """Raise the kernel's readahead for this FUSE mount so sequential reads arrive as
-    ``max_pages``-sized requests (1 MiB) several at a time instead of 128 KiB ones. Call it
-    once the mount answers: FUSE INIT lowers the value again. Needs root
-    (``/sys/class/bdi/<dev>/read_ahead_kb``); returns the value set, or None (then reads come
-    as 128 KiB requests, which costs CPU, not correctness). The device comes from
-    ``/proc/self/mountinfo``, never from a ``stat`` of the mount point."""
-    mnt = os.path.abspath(os.fspath(mountpoint))     # realpath would stat the mount
-    try:
-        with open("/proc/self/mountinfo") as f:
-            rows = [line.split() for line in f]
-        escaped = mnt.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011")
-        dev = next(r[2] for r in reversed(rows) if len(r) > 4 and r[4] == escaped)
-        path = f"/sys/class/bdi/{dev}/read_ahead_kb"
-        with open(path, "w") as f:
-            f.write(str(kib))
-    except (OSError, StopIteration) as exc:
-        log.debug("kernel readahead for %s left as is: %s", mnt, exc)
-        return None
-    log.debug("kernel readahead for %s set to %d KiB", mnt, kib)
-    return kib

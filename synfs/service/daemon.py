@@ -30,7 +30,7 @@ from synfs.read.datacache import DataCache, private_dir
 from synfs.diskbudget import DiskBudget
 from synfs.read.downloads import Downloads
 from synfs.read.membudget import MemoryBudget
-from synfs.read.prefetch import tune_kernel_readahead
+from synfs.service import kernel
 from synfs.remote.facade import Remote
 from synfs.service.runtime import StatusPublisher
 from synfs.synapse.models import Entity
@@ -238,6 +238,7 @@ async def _announce_ready(cfg: Config, on_ready: Callable[[], None]) -> None:
     """Report readiness only once the mount answers a stat through our own loop."""
     # abandon_on_cancel: if a signal ends the loop first, this stat can no longer be answered
     await trio.to_thread.run_sync(os.stat, cfg.mountpoint, abandon_on_cancel=True)
-    tune_kernel_readahead(cfg.mountpoint)       # after FUSE INIT, which would undo it
+    # after FUSE INIT, which would undo it; sysfs writes and maybe a mount(8): a worker thread
+    await trio.to_thread.run_sync(kernel.tune, cfg.mountpoint, abandon_on_cancel=True)
     on_ready()
     sdnotify.ready(f"mounted syn{cfg.root_id} on {cfg.mountpoint}")

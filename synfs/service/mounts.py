@@ -26,6 +26,7 @@ class MountEntry:
     fstype: str
     options: str
     super_options: dict
+    device: str = ""            # "major:minor", the st_dev the kernel gave the mount
 
     @property
     def user_id(self) -> int | None:
@@ -62,7 +63,8 @@ def parse_mountinfo(text: str, fstype: str | None = FSTYPE) -> list[MountEntry]:
             key, _, value = opt.partition("=")
             supers[key] = value
         out.append(MountEntry(mountpoint=_unescape(parts[4]), source=_unescape(parts[sep + 2]),
-                              fstype=parts[sep + 1], options=parts[5], super_options=supers))
+                              fstype=parts[sep + 1], options=parts[5], super_options=supers,
+                              device=parts[2]))
     return out
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import time
+from pathlib import Path
 
 import pytest
 
@@ -254,3 +255,19 @@ def test_a_whole_file_not_matching_its_md5_is_dropped_from_the_cache(world, moun
     wait_for(lambda: not (cache_dir / "data" / fh).exists(), timeout=20, what="the drop")
     ok = os.getxattr(m.path / "cached-2.bin", "user.synapse.file_handle_id").decode()
     assert len(list((cache_dir / "data" / ok).glob("*.blk"))) == 3 and len(good) > 0
+
+
+def test_the_kernel_gets_large_readahead_and_a_deep_background_queue(mnt):
+    """Sequential reads arrive as 1 MiB requests 4 MiB ahead, and several files' readahead
+    fits in the FUSE background queue (synfs.service.kernel), set before the mount reports
+    ready."""
+    from synfs.service import kernel, mounts
+
+    entry = mounts.mounted_at(mnt.path)
+    assert entry is not None and entry.is_synfs and ":" in entry.device
+    bdi = Path(f"/sys/class/bdi/{entry.device}/read_ahead_kb")
+    assert int(bdi.read_text()) == kernel.READAHEAD_KIB == 4096
+    conn = kernel.FUSECTL / entry.device.split(":")[1]
+    assert mounts.is_mounted(kernel.FUSECTL), "the daemon (root) mounts fusectl when missing"
+    assert int((conn / "max_background").read_text()) == kernel.MAX_BACKGROUND == 64
+    assert int((conn / "congestion_threshold").read_text()) == 48
