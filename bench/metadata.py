@@ -17,6 +17,7 @@ come from the daemon's status file (synfs) and from the transport (synapseclient
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -40,6 +41,21 @@ def run_in(cwd: Path, argv: list[str]) -> float:
     started = time.monotonic()
     subprocess.run(argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
     return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def reported(out: dict, log, what: str, mount: SynfsMount | None = None):
+    """Run one measurement: an exception is recorded in ``out["error"]`` and logged, and the
+    other runs go on; a mount's logged daemon errors are kept and the mount is stopped."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - reported, the other runs go on
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"  {what}: failed: {out['error']}")
+    finally:
+        if mount is not None:
+            out["daemon_errors"] = mount.errors_logged()
+            mount.stop()
 
 
 class MetadataBench:
@@ -92,7 +108,7 @@ class MetadataBench:
         m = SynfsMount(self.world, self.users[name].token, self.folder,
                        self.workdir / f"meta-{tag}",
                        ["--metadata-ttl", "3600", "--cache-dir", str(cache)])
-        try:
+        with reported(out, self.log, name, mount=m):
             m.start()
             drop_caches(2)
             before = m.rest_calls(settle=2.2)
@@ -121,12 +137,6 @@ class MetadataBench:
             out["remount_calls"] = None if None in (before, after) else after - before
             self.log(f"  {name} after a remount: {out['remount_s']:.1f}s, "
                      f"{out['remount_calls']} REST calls")
-        except Exception as exc:  # noqa: BLE001 - reported, the other runs go on
-            out["error"] = f"{type(exc).__name__}: {exc}"
-            self.log(f"  {name}: failed: {out['error']}")
-        finally:
-            out["daemon_errors"] = m.errors_logged()
-            m.stop()
 
     def _view_snapshot(self) -> None:
         """``synfs snapshot ROOT --view VIEW``: wall time of the command, its own call count."""
@@ -143,7 +153,7 @@ class MetadataBench:
         argv = [sys.executable, "-m", "synfs", "snapshot", self.folder, "-o", str(path),
                 "--view", self.view, "--token-file", str(token), "--no-progress",
                 *endpoint_args(self.world.info)]
-        try:
+        with reported(out, self.log, "snapshot from the view"):
             started = time.monotonic()
             res = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(ROOT),
                                  timeout=self.sc_timeout)
@@ -160,9 +170,6 @@ class MetadataBench:
                                    f"{self.results['files']}")
             self.log(f"  snapshot from view {self.view}: {out['seconds']:.1f}s, "
                      f"{out['calls']} REST calls")
-        except Exception as exc:  # noqa: BLE001 - reported, the other runs go on
-            out["error"] = f"{type(exc).__name__}: {exc}"
-            self.log(f"  snapshot from the view: failed: {out['error']}")
 
     def _view_ls(self) -> None:
         """Cold ``ls -lR`` of a fresh ``--view`` mount, timed from the mount command (which
@@ -174,7 +181,7 @@ class MetadataBench:
                                                     "3600", "--cache-dir",
                                                     str(self.workdir / "meta-view-cache")])
         listing = self.workdir / "meta-view-ls.txt"
-        try:
+        with reported(out, self.log, "ls -lR on a --view mount", mount=m):
             drop_caches(2)
             started = time.monotonic()
             m.start()
@@ -189,12 +196,6 @@ class MetadataBench:
                 raise RuntimeError(f"ls -lR showed {files} files, not {self.results['files']}")
             self.log(f"  ls -lR on a fresh --view mount: {out['cold_s']:.1f}s (mount "
                      f"{out['mount_s']:.1f}s), {out['calls']} REST calls")
-        except Exception as exc:  # noqa: BLE001 - reported, the other runs go on
-            out["error"] = f"{type(exc).__name__}: {exc}"
-            self.log(f"  ls -lR on a --view mount: failed: {out['error']}")
-        finally:
-            out["daemon_errors"] = m.errors_logged()
-            m.stop()
 
     def _synapseclient(self) -> None:
         try:
