@@ -59,8 +59,12 @@ def tune(mountpoint) -> dict[str, int]:
 def _fusectl() -> Path:
     """``FUSECTL``, mounted first if it is not and the daemon may (root)."""
     if os.geteuid() == 0 and FUSECTL.is_dir() and not mounts.is_mounted(FUSECTL):
-        res = subprocess.run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)],
-                             capture_output=True, text=True, timeout=10)
+        try:
+            res = subprocess.run(["mount", "-t", "fusectl", "fusectl", str(FUSECTL)],
+                                 capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError) as exc:     # no mount(8), or it hung
+            log.debug("could not mount fusectl: %s", exc)
+            return FUSECTL
         if res.returncode == 0:
             log.info("mounted the fusectl file system on %s (to tune the FUSE queue)", FUSECTL)
         else:
