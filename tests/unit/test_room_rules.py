@@ -210,3 +210,11 @@ def test_filesystem_holds_its_collaborators():
     for attr in parts:
         held = vars(getattr(fs, attr)).values()
         assert not any(v is fs for v in held), f"fs.{attr} holds the Filesystem"
+
+
+def test_package_docstring_lists_every_room_and_foundation_module():
+    doc = ast.get_docstring(ast.parse((PKG / "__init__.py").read_text()))
+    for name in ROOMS:
+        assert f"``{name}/``" in doc, f"synfs/__init__.py does not list the room {name}/"
+    for name in sorted(FOUNDATION_NAMES):
+        assert f"``{name}``" in doc, f"synfs/__init__.py does not list the foundation {name}"
