@@ -183,6 +183,7 @@ class FakeSynapse:
         self.entities: dict[int, dict] = {1: {"kind": Kind.FOLDER, "parent": None, "name": "root"}}
         self.handles: dict[int, dict] = {}
         self.handle_posts = 0
+        self.folder_posts = 0
         self.crash_on_create = 0
         self.refuse_handles = False
         self.unavailable = False
@@ -232,8 +233,11 @@ class FakeSynapse:
         return hid
 
     def create_folder(self, pid, name):
+        self.folder_posts += 1
         if name == "refused":
             raise errors.InvalidRequest("POST /entity (syn1): 400 Invalid Name: 'refused'")
+        if self.child_id(pid, name) is not None:
+            raise errors.AlreadyExists(f"POST /entity: 409 {name!r} exists in syn{pid}")
         fid = self._id()
         self.entities[fid] = {"kind": Kind.FOLDER, "parent": pid, "name": name}
         return self.get_entity(fid)
@@ -371,6 +375,24 @@ def test_throttling_beyond_the_retry_budget_stops_with_exit_8(tmp_path):
     assert "HTTP 429" in str(exc.value)
 
 
+def test_key_paths_become_folders_created_once_and_reused(tmp_path):
+    syn = FakeSynapse()
+    syn.entities[50] = {"kind": Kind.FOLDER, "parent": 1, "name": "d"}     # already in Synapse
+    objects = {f"{BASE}/d/e/a": b"a", f"{BASE}/d/e/b": b"b", f"{BASE}/d/f/c": b"c",
+               f"{BASE}/g/h": b"h"}
+    r = registrar(syn, FakeBucket(objects), Journal(tmp_path / "j"))
+    r.run()
+    assert syn.folder_posts == 3                          # d/e, d/f, g: one POST each
+    folders = {(e["parent"], e["name"]) for e in syn.entities.values()
+               if e["kind"] == Kind.FOLDER}
+    assert len(folders) == 5 and (1, "d") in folders      # root, d (reused), d/e, d/f, g
+    assert sorted(syn.files()) == ["a", "b", "c", "h"]
+    assert r.progress.out.getvalue().count("created folder d/e/") == 1
+    again = registrar(syn, FakeBucket(objects), Journal(tmp_path / "j"))
+    again.run()
+    assert syn.folder_posts == 3 and again.progress.counts["skipped"] == 4
+
+
 def test_dry_run_creates_nothing(tmp_path):
     syn = FakeSynapse()
     r = registrar(syn, FakeBucket({f"{BASE}/d/e/a": b"a", f"{BASE}/d/e/b": b"b"}),
@@ -395,6 +417,7 @@ def test_progress_bar_on_a_terminal_and_one_line_summary():
     now[0] = 1.0
     p.add_hashed(3 * 1024 * 1024)
     assert "0/2 objects" in err.getvalue() and "3.0 MiB hashed" in err.getvalue()
+    assert "12 calls" in err.getvalue()
     p.result("registered", "registered a")
     p.result("failed", "synfs: failed: b: bad name", reason_kind="bad name")
     p.finish()
