@@ -261,23 +261,29 @@ class FakeSynapse:
 
 
 class FakeBucket:
-    def __init__(self, objects: dict[str, bytes], multipart=()):
+    def __init__(self, objects: dict[str, bytes], multipart=(), kms=()):
         self.objects = dict(objects)
         self.multipart = set(multipart)
+        self.kms = set(kms)                  # SSE-KMS: a 32-hex ETag that is not the MD5
         self.reads = 0
+        self.heads = 0
         self.change_after_read = None
 
-    def info(self, key):
+    def info(self, key, head=False):
         data = self.objects[key]
         md5 = hashlib.md5(data).hexdigest()
         etag = f"{hashlib.md5(md5.encode()).hexdigest()}-2" if key in self.multipart else md5
-        return ObjectInfo(key, len(data), etag)
+        if key in self.kms:
+            etag = hashlib.md5(data + b"kms").hexdigest()
+        encryption = "aws:kms" if key in self.kms else ""
+        return ObjectInfo(key, len(data), etag, encryption=encryption if head else "")
 
     def list_objects(self, loc, eid, bucket, prefix):
         return [self.info(k) for k in sorted(self.objects) if k.startswith(prefix)]
 
     def head(self, loc, eid, bucket, key):
-        return self.info(key)
+        self.heads += 1
+        return self.info(key, head=True)
 
     def read_range(self, loc, eid, bucket, key, start, length):
         self.reads += 1
@@ -329,6 +335,37 @@ def test_hashing_only_when_the_etag_is_not_an_md5(tmp_path):
     syn2, bucket2 = FakeSynapse(), FakeBucket(bucket.objects)
     registrar(syn2, bucket2, Journal(tmp_path / "j2"), hash_all=True).run()
     assert bucket2.reads == 2
+
+
+def test_sse_kms_etags_are_never_taken_for_md5s(tmp_path):
+    """A listing cannot tell an SSE-KMS ETag (32 hex digits, not the MD5) from an MD5: the
+    object is asked (HeadObject) before its ETag would be registered, and then hashed."""
+    kms, plain = f"{BASE}/kms.bin", f"{BASE}/plain.txt"
+    objects = {kms: b"k" * 300, plain: b"p" * 10}
+    syn, bucket = FakeSynapse(), FakeBucket(objects, kms={kms})
+    first = registrar(syn, bucket, Journal(tmp_path / "j"))
+    first.run()
+    assert {k: v["md5"] for k, v in syn.files().items()} == {
+        "kms.bin": hashlib.md5(objects[kms]).hexdigest(),
+        "plain.txt": hashlib.md5(objects[plain]).hexdigest()}
+    assert bucket.reads == 1 and bucket.heads == 3        # both asked; kms.bin hashed, re-asked
+    for journal in ("j", "fresh"):                       # a re-run, with and without the journal
+        again = registrar(syn, FakeBucket(objects, kms={kms}), Journal(tmp_path / journal))
+        again.run()
+        assert again.progress.counts == {"skipped": 2}, again.progress.out.getvalue()
+    assert all(e.get("version", 1) == 1 for e in syn.entities.values())
+
+
+def test_hash_all_reruns_add_no_versions(tmp_path):
+    objects = {f"{BASE}/a": b"a" * 50, f"{BASE}/b": b"b" * 70}
+    syn = FakeSynapse()
+    for journal in ("j", "j", "fresh"):
+        bucket = FakeBucket(objects, kms=set(objects))
+        registrar(syn, bucket, Journal(tmp_path / journal), hash_all=True).run()
+        assert bucket.heads <= 2                          # only after hashing, to see no change
+    assert {k: v["md5"] for k, v in syn.files().items()} == {
+        k.rsplit("/", 1)[-1]: hashlib.md5(v).hexdigest() for k, v in objects.items()}
+    assert all(e.get("version", 1) == 1 for e in syn.entities.values())
 
 
 def test_an_object_changed_while_hashed_fails_and_is_not_registered(tmp_path):
@@ -459,7 +496,8 @@ def test_every_test_the_quickstart_cites_exists():
     section = text[text.index("## Bring existing bucket data"):text.index("## Next")]
     cited = set(re.findall(r"\b(test_[a-z0-9_]+)(?![a-z0-9_.])", section))
     sources = "".join((root / "tests" / name).read_text() for name in (
-        "service/test_register.py", "seams/test_register_refusal.py", "unit/test_register.py"))
+        "service/test_register.py", "seams/test_register_refusal.py", "unit/test_register.py",
+        "seams/test_listing.py"))
     assert len(cited) >= 12
     missing = [name for name in cited if f"def {name}(" not in sources]
     assert not missing, missing
