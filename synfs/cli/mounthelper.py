@@ -27,6 +27,7 @@ import shlex
 import sys
 from typing import Callable
 
+from synfs import __version__
 from synfs.cli.parser import build_parser
 
 EXIT_USAGE = 2
@@ -125,6 +126,7 @@ def parse_helper_argv(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-r", dest="read_only", action="store_true", help="read-only (the default)")
     p.add_argument("-t", dest="type", help="ignored (fuse.synfs)")
     p.add_argument("-N", dest="namespace", help="not supported")
+    p.add_argument("-V", "--version", action="version", version=f"synfs {__version__}")
     return p.parse_args(argv)
 
 

@@ -6,4 +6,8 @@ errors, db, context, faults, s3config/s3proxy/s3world -> storage, handles, colum
 table_query -> acl -> entity_core, annotations, entity_children, entity_versions, entity_bundle,
 trash, entities, views -> REST handlers (acl_api, storage_api, filehandles, multipart, sts,
 users, admin, table_jobs, table_api) -> app, server.
+
+A world apart from the mount: it shares no code with the rest of synfs, so it cannot hide a bug
+of the code it tests. May import nothing outside ``emulator``.
+Imported by ``cli`` (its emulator and demo commands, at call time).
 """

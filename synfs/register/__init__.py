@@ -5,8 +5,11 @@ why one is skipped or fails), the MD5 of objects whose ETag is not one (``hashin
 ranged reads within a memory budget), the crash-safe journal that makes runs resumable
 (``journal``), the progress bar and summary (``progress``) and the run itself (``runner``).
 
-Sits beside ``read``/``write`` (rank 3): it may import ``remote``, ``synapse``, ``s3`` and the
-foundation modules, never ``fs``, ``service`` or ``cli``. Blocking, like the other CLI
-commands: every REST call goes through ``SynapseClient`` (its request scheduler: 3 concurrent,
-600/min) with per-call timeouts and retry budgets.
+Blocking, like the other CLI commands: every REST call goes through ``SynapseClient`` (its
+request scheduler: 3 concurrent, 600/min) with per-call timeouts and retry budgets.
+
+Sits beside ``read``/``write``.
+May import ``remote``, ``synapse``, ``s3`` and the foundation; never ``fs``, ``service`` or
+``cli``.
+Imported by ``cli``.
 """

@@ -99,9 +99,11 @@ def _synfs_upload(rel_to_base: str) -> bool:
     return bool(sep) and "/" not in rest and bool(_UUID.match(first))
 
 
-def decide(obj, *, bucket: str, base_key: str | None, list_prefix: str, index: Index) -> Verdict:
+def decide(obj, *, bucket: str, base_key: str | None, list_prefix: str, index: Index,
+           trust_etag: bool | None = None) -> Verdict:
     """The verdict for one listed object (``obj`` has ``key``, ``size``, ``etag``,
-    ``etag_is_md5``)."""
+    ``etag_is_md5``). ``trust_etag=False`` (``--hash-all``) never takes the ETag for an MD5."""
+    etag_is_md5 = obj.etag_is_md5 if trust_etag is None else trust_etag
     key = obj.key
     root = f"{base_key.strip('/')}/" if base_key else ""
     if not key.startswith(root) or not key.startswith(list_prefix):
@@ -117,13 +119,14 @@ def decide(obj, *, bucket: str, base_key: str | None, list_prefix: str, index: I
         if obj.size != known.size:
             return Verdict("new_version", f"size changed ({known.size} -> {obj.size} bytes)",
                            known.path, known)
-        if obj.etag_is_md5:
+        if etag_is_md5:
             if known.md5 and obj.etag.lower() != known.md5.lower():
                 return Verdict("new_version", "content changed (ETag differs from the MD5)",
                                known.path, known)
             return Verdict("skip", f"already registered as syn{known.entity_id}", known.path,
                            known)
-        return Verdict("check", "multipart object of unchanged size", known.path, known)
+        return Verdict("check", "object of unchanged size whose ETag is not an MD5", known.path,
+                       known)
     if _synfs_upload(key[len(root):]):
         return Verdict("skip", "an upload by synfs or synapseclient (<baseKey>/<uuid>/<name>) "
                                "that no current file holds (an older version or a deleted file)")

@@ -164,12 +164,23 @@ class Registrar:
         for obj in objects:
             self.one(obj, prefix)
 
+    def _decide(self, obj, prefix: str) -> Verdict:
+        return decide(obj, bucket=self.loc.bucket, base_key=self.loc.base_key,
+                      list_prefix=prefix, index=self.index,
+                      trust_etag=obj.etag_is_md5 and not self.opts.hash_all)
+
     def one(self, obj, prefix: str) -> None:
         loc = self.loc
-        verdict = decide(obj, bucket=loc.bucket, base_key=loc.base_key, list_prefix=prefix,
-                         index=self.index)
+        verdict = self._decide(obj, prefix)
         shown = obj.key[len(prefix):] or obj.key
         try:
+            if (verdict.action in ("register", "new_version") and obj.etag_is_md5
+                    and not self.opts.hash_all):
+                # the ETag is about to be taken for the MD5: a listing does not say whether
+                # the object is encrypted with SSE-KMS (whose ETag is no MD5); HeadObject does
+                obj = self.lister.head(loc.storage_location_id, self.opts.folder_id, loc.bucket,
+                                       obj.key)
+                verdict = self._decide(obj, prefix)
             if verdict.action == "check":
                 verdict = self._compare(obj, verdict)
             if verdict.action == "skip":
@@ -202,7 +213,7 @@ class Registrar:
         known = verdict.known
         md5 = self.journal.md5(self.loc.bucket, obj.key, obj.size, obj.etag)
         if md5 is None and self.opts.dry_run:
-            return Verdict("skip", "multipart object of unchanged size (hashing it is left to "
+            return Verdict("skip", "unchanged size, ETag not an MD5 (hashing it is left to "
                                    "the real run)", verdict.path, known)
         md5 = md5 or self._md5(obj)
         if known.md5 and md5 == known.md5.lower():

@@ -28,23 +28,29 @@ log = logging.getLogger(__name__)
 quiet_third_party_loggers()
 
 PAGE_SIZE = 1000
+# Server-side encryption whose ETag is not the MD5 of the object's bytes, even single-part.
+ETAG_NOT_MD5 = {"aws:kms", "aws:kms:dsse", "SSE-C"}
 
 
 @dataclasses.dataclass(frozen=True)
 class ObjectInfo:
-    """One listed object: its full key, size and ETag (quotes stripped)."""
+    """One listed object: its full key, size and ETag (quotes stripped); ``encryption`` only
+    from ``head`` (a listing does not say it): ``aws:kms``, ``AES256``, ``SSE-C`` or ""."""
 
     key: str
     size: int
     etag: str
     last_modified: float = 0.0
+    encryption: str = ""
 
     @property
     def etag_is_md5(self) -> bool:
         """A single-part upload's ETag is the hex MD5 of its bytes; a multipart one is
-        ``<md5 of part md5s>-<parts>``, never the object's MD5."""
+        ``<md5 of part md5s>-<parts>``, never the object's MD5, and neither is the ETag of an
+        object encrypted with SSE-KMS or SSE-C (known only after ``head``)."""
         e = self.etag.lower()
-        return len(e) == 32 and all(c in "0123456789abcdef" for c in e)
+        return (len(e) == 32 and all(c in "0123456789abcdef" for c in e)
+                and self.encryption not in ETAG_NOT_MD5)
 
 
 class S3Lister:
@@ -84,13 +90,17 @@ class S3Lister:
 
     def head(self, storage_location_id: int, entity_id: int, bucket: str,
              key: str) -> ObjectInfo:
-        """The object's current size and ETag (``HeadObject``)."""
+        """The object's current size, ETag and server-side encryption (``HeadObject``)."""
         resp = self._call("HeadObject", f"s3://{bucket}/{key}", storage_location_id, entity_id,
                           lambda s3: s3.head_object(Bucket=bucket, Key=key))
         modified = resp.get("LastModified")
+        encryption = str(resp.get("ServerSideEncryption") or "")
+        if resp.get("SSECustomerAlgorithm"):
+            encryption = "SSE-C"
         return ObjectInfo(key=key, size=int(resp.get("ContentLength") or 0),
                           etag=str(resp.get("ETag") or "").strip('"'),
-                          last_modified=modified.timestamp() if modified else 0.0)
+                          last_modified=modified.timestamp() if modified else 0.0,
+                          encryption=encryption)
 
     def _page(self, storage_location_id, entity_id, bucket, prefix, token) -> dict:
         kwargs = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}

@@ -1,5 +1,9 @@
-"""Running a mount as a service: the composition root and lifecycle (``daemon``), the runtime
-status file ``synfs status`` reads (``runtime``), systemd notification (``sdnotify``) and
-logging with redaction (``logs``). May import ``fs``, ``read``, ``write``, ``remote`` and the
-seams; only ``cli`` imports it.
+"""Running a mount as a service: the composition root (``daemon``), signals over the daemon's
+life (``lifecycle``), "is it mounted" from /proc/self/mountinfo (``mounts``), the bulk metadata
+sources of ``--snapshot`` and ``--view`` (``sources``), the runtime status file ``synfs status``
+reads (``runtime``), systemd notification (``sdnotify``) and logging with redaction (``logs``).
+
+May import ``fs``, ``read``, ``write``, ``snapshot``, ``remote``, ``synapse``, ``s3`` and the
+foundation.
+Imported by ``cli``.
 """

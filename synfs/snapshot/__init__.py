@@ -5,6 +5,8 @@ listings + entity bundles or from a file view (``build``, ``views``), the compar
 snapshots (``diff``) and the summary ``synfs snapshot info`` prints (``store.info``).
 A snapshot holds no secret (no token, no credentials, no pre-signed URL).
 
-Sits beside ``read`` and ``write``: may import ``remote``, ``synapse``, ``s3`` and the
-foundation modules, never ``fs``, ``service`` or ``cli``.
+Sits beside ``read`` and ``write``.
+May import ``remote``, ``synapse``, ``s3`` and the foundation; never ``fs``, ``service`` or
+``cli``.
+Imported by ``fs`` (the snapshot tree reads the store), ``service`` and ``cli``.
 """

@@ -48,6 +48,21 @@ def test_expired_token_refreshes_once_and_5xx_is_retried_within_budget(fake):
         list(quick.list_objects(5, 100, "bkt", "base/"))
 
 
+def test_head_says_when_sse_kms_makes_the_etag_no_md5(fake):
+    etag = '"0cc175b9c0f1b6a831c399e269772661"'
+    for headers, encryption, is_md5 in (
+            ({"x-amz-server-side-encryption": "aws:kms"}, "aws:kms", False),
+            ({"x-amz-server-side-encryption-customer-algorithm": "AES256"}, "SSE-C", False),
+            ({"x-amz-server-side-encryption": "AES256"}, "AES256", True),
+            ({}, "", True)):
+        fake.route("HEAD", r"^/bkt/base/a.txt", Reply(200, b"a", {"ETag": etag, **headers}))
+        lister = S3Lister(fake.url, CredentialStore(FakeSts()), retry_budget_s=5)
+        got = lister.head(5, 100, "bkt", "base/a.txt")
+        lister.close()
+        assert (got.size, got.etag, got.encryption, got.etag_is_md5) == (
+            1, etag.strip('"'), encryption, is_md5)
+
+
 def test_lists_pages_and_heads_in_the_emulator_within_the_base_key(emulator):
     world = external_world(emulator, "listing", ["READ", "DOWNLOAD"])
     owner = world.owner

@@ -50,3 +50,29 @@ def test_relative_links_in_docs_resolve():
     for doc in DOCS.glob("*.md"):
         for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", doc.read_text()):
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_architecture_md_names_every_module_and_only_real_paths():
+    """docs/architecture.md is the map of the package: every module is on it (by its path, or
+    by its file name under its room's path) and every path or file name it cites exists."""
+    text = (DOCS / "architecture.md").read_text()
+    pkg = ROOT / "synfs"
+    missing = []
+    for path in sorted(pkg.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if path.name == "__init__.py":
+            rel = rel.removesuffix("__init__.py")
+            if path.parent != pkg and rel not in text:
+                missing.append(rel)
+            continue
+        named = re.search(rf"(?<![\w/]){re.escape(rel)}\b", text) or (
+            path.parent != pkg and f"{path.parent.relative_to(ROOT).as_posix()}/" in text
+            and re.search(rf"(?<![\w/.]){re.escape(path.name)}\b", text))
+        if not named:
+            missing.append(rel)
+    assert missing == [], f"docs/architecture.md does not name {missing}"
+    stale = [p for p in set(re.findall(r"(?<![\w/])((?:synfs|tests|systemd|bench|docs)/[\w/]*\w(?:\.\w+)?/?)",
+                                       text)) if not (ROOT / p).exists()]
+    files = {p.name for p in ROOT.rglob("*.py") if ".venv" not in p.parts}
+    stale += [n for n in set(re.findall(r"(?<![\w/.])(\w+\.py)\b", text)) if n not in files]
+    assert sorted(stale) == [], f"docs/architecture.md cites paths that do not exist: {stale}"

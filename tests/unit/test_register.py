@@ -183,6 +183,7 @@ class FakeSynapse:
         self.entities: dict[int, dict] = {1: {"kind": Kind.FOLDER, "parent": None, "name": "root"}}
         self.handles: dict[int, dict] = {}
         self.handle_posts = 0
+        self.folder_posts = 0
         self.crash_on_create = 0
         self.refuse_handles = False
         self.unavailable = False
@@ -232,8 +233,11 @@ class FakeSynapse:
         return hid
 
     def create_folder(self, pid, name):
+        self.folder_posts += 1
         if name == "refused":
             raise errors.InvalidRequest("POST /entity (syn1): 400 Invalid Name: 'refused'")
+        if self.child_id(pid, name) is not None:
+            raise errors.AlreadyExists(f"POST /entity: 409 {name!r} exists in syn{pid}")
         fid = self._id()
         self.entities[fid] = {"kind": Kind.FOLDER, "parent": pid, "name": name}
         return self.get_entity(fid)
@@ -257,23 +261,29 @@ class FakeSynapse:
 
 
 class FakeBucket:
-    def __init__(self, objects: dict[str, bytes], multipart=()):
+    def __init__(self, objects: dict[str, bytes], multipart=(), kms=()):
         self.objects = dict(objects)
         self.multipart = set(multipart)
+        self.kms = set(kms)                  # SSE-KMS: a 32-hex ETag that is not the MD5
         self.reads = 0
+        self.heads = 0
         self.change_after_read = None
 
-    def info(self, key):
+    def info(self, key, head=False):
         data = self.objects[key]
         md5 = hashlib.md5(data).hexdigest()
         etag = f"{hashlib.md5(md5.encode()).hexdigest()}-2" if key in self.multipart else md5
-        return ObjectInfo(key, len(data), etag)
+        if key in self.kms:
+            etag = hashlib.md5(data + b"kms").hexdigest()
+        encryption = "aws:kms" if key in self.kms else ""
+        return ObjectInfo(key, len(data), etag, encryption=encryption if head else "")
 
     def list_objects(self, loc, eid, bucket, prefix):
         return [self.info(k) for k in sorted(self.objects) if k.startswith(prefix)]
 
     def head(self, loc, eid, bucket, key):
-        return self.info(key)
+        self.heads += 1
+        return self.info(key, head=True)
 
     def read_range(self, loc, eid, bucket, key, start, length):
         self.reads += 1
@@ -327,6 +337,37 @@ def test_hashing_only_when_the_etag_is_not_an_md5(tmp_path):
     assert bucket2.reads == 2
 
 
+def test_sse_kms_etags_are_never_taken_for_md5s(tmp_path):
+    """A listing cannot tell an SSE-KMS ETag (32 hex digits, not the MD5) from an MD5: the
+    object is asked (HeadObject) before its ETag would be registered, and then hashed."""
+    kms, plain = f"{BASE}/kms.bin", f"{BASE}/plain.txt"
+    objects = {kms: b"k" * 300, plain: b"p" * 10}
+    syn, bucket = FakeSynapse(), FakeBucket(objects, kms={kms})
+    first = registrar(syn, bucket, Journal(tmp_path / "j"))
+    first.run()
+    assert {k: v["md5"] for k, v in syn.files().items()} == {
+        "kms.bin": hashlib.md5(objects[kms]).hexdigest(),
+        "plain.txt": hashlib.md5(objects[plain]).hexdigest()}
+    assert bucket.reads == 1 and bucket.heads == 3        # both asked; kms.bin hashed, re-asked
+    for journal in ("j", "fresh"):                       # a re-run, with and without the journal
+        again = registrar(syn, FakeBucket(objects, kms={kms}), Journal(tmp_path / journal))
+        again.run()
+        assert again.progress.counts == {"skipped": 2}, again.progress.out.getvalue()
+    assert all(e.get("version", 1) == 1 for e in syn.entities.values())
+
+
+def test_hash_all_reruns_add_no_versions(tmp_path):
+    objects = {f"{BASE}/a": b"a" * 50, f"{BASE}/b": b"b" * 70}
+    syn = FakeSynapse()
+    for journal in ("j", "j", "fresh"):
+        bucket = FakeBucket(objects, kms=set(objects))
+        registrar(syn, bucket, Journal(tmp_path / journal), hash_all=True).run()
+        assert bucket.heads <= 2                          # only after hashing, to see no change
+    assert {k: v["md5"] for k, v in syn.files().items()} == {
+        k.rsplit("/", 1)[-1]: hashlib.md5(v).hexdigest() for k, v in objects.items()}
+    assert all(e.get("version", 1) == 1 for e in syn.entities.values())
+
+
 def test_an_object_changed_while_hashed_fails_and_is_not_registered(tmp_path):
     syn = FakeSynapse()
     key = f"{BASE}/moving"
@@ -371,6 +412,24 @@ def test_throttling_beyond_the_retry_budget_stops_with_exit_8(tmp_path):
     assert "HTTP 429" in str(exc.value)
 
 
+def test_key_paths_become_folders_created_once_and_reused(tmp_path):
+    syn = FakeSynapse()
+    syn.entities[50] = {"kind": Kind.FOLDER, "parent": 1, "name": "d"}     # already in Synapse
+    objects = {f"{BASE}/d/e/a": b"a", f"{BASE}/d/e/b": b"b", f"{BASE}/d/f/c": b"c",
+               f"{BASE}/g/h": b"h"}
+    r = registrar(syn, FakeBucket(objects), Journal(tmp_path / "j"))
+    r.run()
+    assert syn.folder_posts == 3                          # d/e, d/f, g: one POST each
+    folders = {(e["parent"], e["name"]) for e in syn.entities.values()
+               if e["kind"] == Kind.FOLDER}
+    assert len(folders) == 5 and (1, "d") in folders      # root, d (reused), d/e, d/f, g
+    assert sorted(syn.files()) == ["a", "b", "c", "h"]
+    assert r.progress.out.getvalue().count("created folder d/e/") == 1
+    again = registrar(syn, FakeBucket(objects), Journal(tmp_path / "j"))
+    again.run()
+    assert syn.folder_posts == 3 and again.progress.counts["skipped"] == 4
+
+
 def test_dry_run_creates_nothing(tmp_path):
     syn = FakeSynapse()
     r = registrar(syn, FakeBucket({f"{BASE}/d/e/a": b"a", f"{BASE}/d/e/b": b"b"}),
@@ -395,6 +454,7 @@ def test_progress_bar_on_a_terminal_and_one_line_summary():
     now[0] = 1.0
     p.add_hashed(3 * 1024 * 1024)
     assert "0/2 objects" in err.getvalue() and "3.0 MiB hashed" in err.getvalue()
+    assert "12 calls" in err.getvalue()
     p.result("registered", "registered a")
     p.result("failed", "synfs: failed: b: bad name", reason_kind="bad name")
     p.finish()
@@ -436,7 +496,8 @@ def test_every_test_the_quickstart_cites_exists():
     section = text[text.index("## Bring existing bucket data"):text.index("## Next")]
     cited = set(re.findall(r"\b(test_[a-z0-9_]+)(?![a-z0-9_.])", section))
     sources = "".join((root / "tests" / name).read_text() for name in (
-        "service/test_register.py", "seams/test_register_refusal.py", "unit/test_register.py"))
+        "service/test_register.py", "seams/test_register_refusal.py", "unit/test_register.py",
+        "seams/test_listing.py"))
     assert len(cited) >= 12
     missing = [name for name in cited if f"def {name}(" not in sources]
     assert not missing, missing
