@@ -128,6 +128,10 @@ def test_kill_before_close_keeps_the_file_and_recover_saves_it(seeded, mounts, w
     assert up["kept_bytes"] == len(data)              # counted in --cache-size
     assert "half.bin" not in children(owner, folder)  # never closed: never saved on its own
     assert "never closed" in m2.log_text() and "half.bin" in m2.log_text()
+    text = run_synfs(["-m", "synfs", "status", str(m2.path)], raw=True).stdout
+    assert "left by earlier mounts: kept 1 (3.0 MiB)" in text, text     # counted, readable
+    assert re.search(rf"^ +half.bin in {folder} \(new file\): 3.0 MiB, open; never closed by "
+                     r"its writer", text, re.M), text
     m2.stop()
     listed = run_synfs(["-m", "synfs", "recover", "list", "--cache-dir", str(cache)], raw=True)
     assert listed.returncode == 0 and "half.bin" in listed.stdout and " open " in listed.stdout
