@@ -50,3 +50,18 @@ def test_relative_links_in_docs_resolve():
     for doc in DOCS.glob("*.md"):
         for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", doc.read_text()):
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_every_test_cited_in_the_docs_exists():
+    """docs/*.md cite the tests that prove each behaviour by name; a renamed or removed test
+    must not leave a citation that proves nothing."""
+    defined = set()
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        defined |= set(re.findall(r"^(?:async )?def (test_\w+)", path.read_text(), re.M))
+    modules = {p.stem for p in (ROOT / "tests").rglob("test_*.py")}
+    missing = []
+    for doc in DOCS.glob("*.md"):
+        for name in set(re.findall(r"\b(test_[a-z0-9_]+)", doc.read_text())):
+            if name not in defined and name not in modules:
+                missing.append(f"{doc.name}: {name}")
+    assert not missing, f"cited tests that do not exist: {sorted(missing)}"

@@ -73,3 +73,21 @@ def test_a_failed_save_is_retried_by_a_later_close(world):  # noqa: F811
         assert r.data[eid] == b"kept until saved" and staging.used == 0
 
     trio.run(main)
+
+
+def test_files_kept_from_a_crash_count_in_the_budget_and_the_enospc_message(tmp_path):
+    from synfs.write.staging import StagingArea
+
+    area = StagingArea(tmp_path / "staging", 1000, owner="7")
+    area.adopt(700)                                   # found at start-up
+    staged = area.new("new.bin", parent_id=5, name="new.bin")
+    staged.write(0, b"x" * 300)                       # fits: 1000 of 1000
+    with pytest.raises(errors.NoSpace) as exc:
+        staged.write(300, b"y")
+    assert exc.value.errno == errno.ENOSPC
+    assert "cannot take 1 more bytes: 1000 of 1000 bytes" in str(exc.value)
+    assert "700 B of it kept from earlier mounts (see `synfs recover list`)" in str(exc.value)
+    area.disown(700)                                  # saved or discarded: room again
+    staged.write(300, b"y")
+    assert area.used == 301 and area.kept_bytes == 0
+    staged.discard()
