@@ -20,7 +20,7 @@ LONG_BASE = "k" * 900
 
 @pytest.fixture
 def long_key(world):  # noqa: F811
-    fs, r, w, staging = world
+    w = world[2]
     w.dest[200] = UploadDestination(storage_location_id=EXT.storage_location_id,
                                     concrete_type=EXT.concrete_type, sts_enabled=True,
                                     bucket=EXT.bucket, base_key=LONG_BASE)
@@ -28,7 +28,7 @@ def long_key(world):  # noqa: F811
 
 
 def test_a_name_whose_s3_key_is_too_long_is_refused_at_create_and_rename(long_key):
-    fs, r, w, staging = long_key
+    fs, _, w, staging = long_key
     fits = "n" * (MAX_KEY - key_length(LONG_BASE, ""))
     too_long = fits + "n"
     assert len(too_long.encode()) < MAX_NAME          # short enough as a name: the key decides
