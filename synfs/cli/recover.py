@@ -115,6 +115,9 @@ def run_recover(args) -> int:
             print(f"{len(found)} kept file(s) in {root} ({sum(k.size for k in found)} bytes):")
             for k in found:
                 print("  " + _line(k))
+            where = f" --cache-dir {args.cache_dir}" if args.cache_dir else ""
+            print(f"save to Synapse: synfs recover save ID|--all{where}; drop: "
+                  f"synfs recover discard ID|--all{where} (an ID prefix is enough)")
         return EXIT_OK
     try:
         chosen = _select(found, args)

@@ -131,7 +131,7 @@ def generic(value) -> list[str]:
 KNOWN = {"version", "synfs", "pid", "uid", "mountpoint", "root", "endpoint", "options", "started",
          "updated", "interval_s", "errors", "credentials", "requests", "age_s", "stale",
          "source", "state", "owner_uid", "mount_options", "detail", "status_unavailable",
-         "mine", "refresh_signal", "refreshed", "auth", "rate_limit"}
+         "mine", "refresh_signal", "refreshed", "auth", "rate_limit", "uploads"}
 
 
 def _errors(errs: dict) -> list[str]:
@@ -154,6 +154,49 @@ def _errors(errs: dict) -> list[str]:
     if normal:
         lines.append("normal answers (not failures): "
                      + ", ".join(f"{k} {v}" for k, v in sorted(normal.items())))
+    return lines
+
+
+def _kept(item: dict, done: bool = False) -> str:
+    """One file an earlier (crashed) mount left: where it belongs, its size and fate
+    (``done``: saved or dropped since, so no state and no staged path)."""
+    where = f"{item.get('name') or item.get('id')}" + (
+        f" in {item['folder']}" if item.get("folder") else "")
+    where += f" (new version of {item['entity']})" if item.get("entity") else (
+        " (new file)" if item.get("folder") else "")
+    text = f"{where}: {human_size(item.get('size', 0))}"
+    text += "" if done else f", {item.get('state', '?')}"
+    if item.get("why"):
+        text += f"; {item['why']}"
+    if item.get("staged") and not done:
+        text += f"; staged {item['staged']}"
+    return text
+
+
+def _uploads(up: dict) -> list[str]:
+    """Saves of this mount, then what earlier crashed mounts left (``synfs.write.recovery``)."""
+    shown = {"pending": lambda v: str(v), "unsaved": lambda v: str(len(v or [])),
+             "failed": lambda v: str(len(v or [])), "open_for_write": lambda v: str(v),
+             "staging_bytes": human_size}
+    lines = [", ".join(f"{_label(k)} {fmt(up[k])}" for k, fmt in shown.items() if k in up)]
+    kept, rec, conf = (up.get(k) or [] for k in ("kept", "recovered", "conflicts"))
+    if "kept" in up:
+        lines[0] += (f"; left by earlier mounts: kept {len(kept)} "
+                     f"({human_size(up.get('kept_bytes', 0))}), recovered {len(rec)}, "
+                     f"conflicts {len(conf)}")
+    for label, items in (("unsaved", up.get("unsaved") or []), ("failed", up.get("failed") or [])):
+        if items:
+            lines.append(f"{label}:")
+            lines += [f"{INDENT}{_record(v)}" for v in items[:MAX_ITEMS]]
+    for label, items in (("kept", kept), ("recovered", rec), ("conflicts", conf)):
+        if items:
+            lines.append(f"{label}:")
+            lines += [f"{INDENT}{_kept(v, label == 'recovered')}" for v in items[:MAX_ITEMS]]
+        if len(items) > MAX_ITEMS:
+            lines.append(f"{INDENT}... and {len(items) - MAX_ITEMS} more")
+    if kept or conf:
+        lines.append("`synfs recover list` shows them; `synfs recover save|discard ID` "
+                     "finishes or drops one")
     return lines
 
 
@@ -230,6 +273,8 @@ def render_one(m: dict) -> list[str]:
     rl = m.get("rate_limit")
     if isinstance(rl, dict) and "limit" in rl:
         row("rate limit", _rate_limit(rl))
+    if isinstance(m.get("uploads"), dict):
+        row("uploads", *_uploads(m["uploads"]))
     for key in [k for k in m if k not in KNOWN]:
         row(_label(key), *generic(m[key]))
     errs = m.get("errors")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -105,7 +106,8 @@ def world(emulator, seeded, mounts, tmp_path, request):
     """A folder of its own inside the external STS folder (trashed afterwards, so the sample
     project's file list stays what other tests expect), and a cache directory."""
     owner, layout = seeded
-    folder = owner.api.folder(layout["externalStsFolder"], f"crash-{request.node.name[:40]}")
+    label = re.sub(r"[^\w.+-]", "-", request.node.name)[:40]
+    folder = owner.api.folder(layout["externalStsFolder"], f"crash-{label}")
     yield owner, folder["id"], tmp_path / "cache"
     emulator.reset_faults()
     owner.api.ok(owner.api.delete(f"/entity/{folder['id']}"), (200, 204))   # leave no trace
@@ -126,6 +128,10 @@ def test_kill_before_close_keeps_the_file_and_recover_saves_it(seeded, mounts, w
     assert up["kept_bytes"] == len(data)              # counted in --cache-size
     assert "half.bin" not in children(owner, folder)  # never closed: never saved on its own
     assert "never closed" in m2.log_text() and "half.bin" in m2.log_text()
+    text = run_synfs(["-m", "synfs", "status", str(m2.path)], raw=True).stdout
+    assert "left by earlier mounts: kept 1 (3.0 MiB)" in text, text     # counted, readable
+    assert re.search(rf"^ +half.bin in {folder} \(new file\): 3.0 MiB, open; never closed by "
+                     r"its writer", text, re.M), text
     m2.stop()
     listed = run_synfs(["-m", "synfs", "recover", "list", "--cache-dir", str(cache)], raw=True)
     assert listed.returncode == 0 and "half.bin" in listed.stdout and " open " in listed.stdout
@@ -221,3 +227,109 @@ def test_kill_between_upload_and_entity_update_does_not_upload_again(emulator, s
     kept = [p for p in (cache / "staging").iterdir()]
     assert [p.read_bytes() for p in kept] == [b"mine"]         # and not lost
     assert "changed since it was opened" in m2.log_text()
+
+
+def recover_save_all(m, cache: Path) -> subprocess.CompletedProcess:
+    info = m.emulator.info
+    return run_synfs(["-m", "synfs", "recover", "save", "--all", "--cache-dir", str(cache),
+                      "--token-file", str(m.token_file),
+                      "--repo-endpoint", info["repoEndpoint"],
+                      "--file-endpoint", info["fileHandleEndpoint"],
+                      "--auth-endpoint", info["authEndpoint"],
+                      "--s3-endpoint", info["s3Endpoint"]], raw=True)
+
+
+def fault_count(emulator) -> int:
+    faults = emulator.admin.ok(emulator.admin.get("/faults", prefix="admin"))
+    return faults["errors"][0]["count"]
+
+
+@pytest.mark.parametrize("stuck", ["version of the target", "trash of the source"])
+def test_kill_during_a_rename_loses_nothing(emulator, seeded, mounts, world, stuck):
+    """An editor's save (rename over the original) is two Synapse calls; the daemon is killed
+    while one of them is being retried, with the renamed file open for writing and holding
+    bytes Synapse does not have yet. Afterwards every byte is in Synapse or kept."""
+    owner, folder, cache = world
+    m = mounts(owner.token, folder, f"crash-rename-{stuck[:5]}",
+               ["--cache-dir", str(cache), "--xattrs", "--metadata-ttl", "1",
+                "--retry-budget", "60"])
+    (m.path / "doc.txt").write_bytes(b"version one")
+    doc_id = os.getxattr(m.path / "doc.txt", "user.synapse.id").decode()
+    saved = os.urandom(MiB + 5)
+    (m.path / "swap.txt").write_bytes(saved)
+    swap_id = os.getxattr(m.path / "swap.txt", "user.synapse.id").decode()
+    more = os.urandom(300_000)
+    fd = os.open(m.path / "swap.txt", os.O_WRONLY | os.O_APPEND)
+    os.write(fd, more)                              # not closed: Synapse does not have these
+    rule = ({"path": rf"/repo/v1/entity/{doc_id}$", "method": "PUT", "status": 503}
+            if stuck == "version of the target" else
+            {"path": rf"/repo/v1/entity/{swap_id}$", "method": "DELETE", "status": 503})
+    emulator.set_faults(errors=[{**rule, "count": 10_000}])
+    failed = []
+
+    def rename() -> None:
+        try:
+            os.rename(m.path / "swap.txt", m.path / "doc.txt")
+        except OSError as exc:
+            failed.append(exc)                      # the daemon died under it
+    t = threading.Thread(target=rename, daemon=True)
+    t.start()
+    wait_for(lambda: fault_count(emulator) < 10_000, "the rename to reach Synapse")
+    assert t.is_alive()                             # still in the rename: now the crash
+    crash(m)
+    t.join(10)
+    close_in_thread(fd).join(10)
+    emulator.reset_faults()
+    assert failed and not t.is_alive()
+    assert records(cache)["swap.txt"]["state"] == "open"
+    # Synapse still has both entities: the original's history and the source's bytes
+    assert synapse_bytes(seeded, doc_id, 1)[0] == b"version one"
+    assert synapse_bytes(seeded, swap_id)[0] == saved
+    assert len(versions(seeded, doc_id)) == (1 if stuck == "version of the target" else 2)
+    m2 = mounts(owner.token, folder, f"crash-rename-{stuck[:5]}-2", extra(cache))
+    up = wait_for(lambda: uploads(m2).get("kept") and uploads(m2), "kept file in status")
+    assert [(k["name"], k["state"], k["size"]) for k in up["kept"]] == [
+        ("swap.txt", "open", len(saved) + len(more))]
+    m2.stop()
+    res = recover_save_all(m, cache)
+    assert res.returncode == 0, res.stderr
+    assert f"as a new version of {swap_id}" in res.stdout
+    assert synapse_bytes(seeded, swap_id)[0] == saved + more     # every byte, by hash
+    assert records(cache) == {} and list((cache / "staging").iterdir()) == []
+
+
+def test_a_crashed_dd_leaves_no_empty_entity(seeded, mounts, world):
+    """`dd of=` never makes a 0-byte file first: dd killed mid-copy saves what it wrote, as
+    one version; the daemon killed mid-copy leaves nothing in Synapse and the bytes kept."""
+    owner, folder, cache = world
+    m = mounts(owner.token, folder, "crash-dd", extra(cache))
+    block = 64 * 1024
+
+    def dd_from_pipe(name: str) -> tuple[subprocess.Popen, int]:
+        r, w = os.pipe()
+        proc = subprocess.Popen(["dd", f"of={m.path / name}", f"bs={block}", "iflag=fullblock",
+                                 "status=none"], stdin=r)
+        os.close(r)
+        return proc, w
+
+    data = os.urandom(3 * block)
+    dd, w = dd_from_pipe("killed-dd.bin")
+    os.write(w, data)
+    wait_for(lambda: os.stat(m.path / "killed-dd.bin").st_size == len(data), "dd to write")
+    dd.kill()                                       # dd dies; the kernel closes its file
+    dd.wait()
+    os.close(w)
+    syn_id = wait_for(lambda: os.getxattr(m.path / "killed-dd.bin", "user.synapse.id"),
+                      "dd's file to be saved").decode()
+    assert [v["versionNumber"] for v in versions(seeded, syn_id)] == [1]
+    assert synapse_bytes(seeded, syn_id)[0] == data
+    dd, w = dd_from_pipe("dd.bin")
+    os.write(w, data)
+    wait_for(lambda: os.stat(m.path / "dd.bin").st_size == len(data), "dd to write")
+    crash(m)                                        # the daemon dies while dd writes
+    os.close(w)
+    dd.wait(10)
+    assert "dd.bin" not in children(owner, folder)  # no 0-byte (or any) file in Synapse
+    kept = records(cache)["dd.bin"]
+    assert kept["state"] == "open"
+    assert (cache / "staging" / kept["stem"]).read_bytes() == data

@@ -76,3 +76,18 @@ def test_architecture_md_names_every_module_and_only_real_paths():
     files = {p.name for p in ROOT.rglob("*.py") if ".venv" not in p.parts}
     stale += [n for n in set(re.findall(r"(?<![\w/.])(\w+\.py)\b", text)) if n not in files]
     assert sorted(stale) == [], f"docs/architecture.md cites paths that do not exist: {stale}"
+
+
+def test_every_test_cited_in_the_docs_exists():
+    """docs/*.md cite the tests that prove each behaviour by name; a renamed or removed test
+    must not leave a citation that proves nothing."""
+    defined = set()
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        defined |= set(re.findall(r"^(?:async )?def (test_\w+)", path.read_text(), re.M))
+    modules = {p.stem for p in (ROOT / "tests").rglob("test_*.py")}
+    missing = []
+    for doc in DOCS.glob("*.md"):
+        for name in set(re.findall(r"\b(test_[a-z0-9_]+)", doc.read_text())):
+            if name not in defined and name not in modules:
+                missing.append(f"{doc.name}: {name}")
+    assert not missing, f"cited tests that do not exist: {sorted(missing)}"

@@ -200,7 +200,11 @@ def test_report_is_aligned_adds_up_and_renders_records_readably():
          "uploads": {"pending": 0, "failed": [{"name": "a.txt", "folder": "syn5",
                                                "error": "Unavailable", "at": now,
                                                "staged": "/c/staging/u-a.txt"}],
-                     "kept": [{"name": "b.bin", "folder": "syn6", "closed": False}],
+                     "kept": [{"id": "0a1b-b.bin", "name": "b.bin", "folder": "syn6",
+                               "entity": None, "size": 2048, "state": "open",
+                               "staged": "/c/staging/0a1b-b.bin", "in_use": False,
+                               "why": "never closed by its writer: kept, not saved on its own"}],
+                     "recovered": [], "conflicts": [], "kept_bytes": 2048,
                      "staging_bytes": 2048},
          "errors": {"failures": 6, "failures_by_errno": {"EIO": 4, "EACCES": 2},
                     "by_errno": {"EIO": 4, "EACCES": 2, "ENOENT": 30, "EEXIST": 3},
@@ -217,8 +221,10 @@ def test_report_is_aligned_adds_up_and_renders_records_readably():
     assert "normal answers (not failures): EEXIST 3, ENOENT 30" in text
     assert re.search(r"^ +a.txt: folder syn5, error Unavailable, at 20\d\d-.* UTC, "
                      r"staged /c/staging/u-a.txt$", text, re.M), text
-    assert re.search(r"^ +b.bin: folder syn6, closed no$", text, re.M), text
-    assert "staging 2.0 KiB" in text and "kept 1" in text
+    assert re.search(r"^ +b.bin in syn6 \(new file\): 2.0 KiB, open; never closed by its writer: "
+                     r"kept, not saved on its own; staged /c/staging/0a1b-b.bin$", text, re.M), text
+    assert "staging 2.0 KiB; left by earlier mounts: kept 1 (2.0 KiB), recovered 0" in text
+    assert "`synfs recover list` shows them" in text
 
 
 def test_runtime_dir_choice(monkeypatch, tmp_path):

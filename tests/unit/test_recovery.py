@@ -75,6 +75,8 @@ def test_recover_list_and_discard_without_a_mount(tmp_path, capsys):
     assert main(["recover", "list", "--cache-dir", cache]) == 0
     out = capsys.readouterr().out
     assert "3 kept file(s)" in out and "draft.txt in syn5 (new file)" in out
+    assert f"save to Synapse: synfs recover save ID|--all --cache-dir {cache}" in out
+    assert f"drop: synfs recover discard ID|--all --cache-dir {cache}" in out
     assert main(["recover", "discard", "nope", "--cache-dir", cache]) == 2
     assert "no kept file with that id" in capsys.readouterr().err
     assert main(["recover", "discard", "--all", "--cache-dir", cache]) == 0
