@@ -78,12 +78,16 @@ def test_signal_storm_to_the_process_group_unmounts_cleanly(storm, emulator, wor
 
 def test_unmount_and_mount_over_a_dead_mount(emulator, world, tmp_path):
     """A dead mount fails every stat; mountinfo still lists it. `synfs mount` over it says it is
-    dead and what to run; `synfs unmount` (no --lazy needed) cleans it up."""
-    m, proc = start_foreground(emulator, world, tmp_path, "dead")
+    dead and what to run; `synfs unmount` (no --lazy needed) cleans it up. With attributes not
+    cached (ttl 0) even the root's stat fails, so only mountinfo can tell it is mounted."""
+    m, proc = start_foreground(emulator, world, tmp_path, "dead", ["--metadata-ttl", "0"])
     try:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         assert mounts.is_mounted(m.path) and mounts.liveness(m.path) == "dead"
+        with pytest.raises(OSError) as exc:
+            os.stat(m.path)
+        assert exc.value.errno == errno.ENOTCONN and not os.path.ismount(m.path)
         again = run(m.argv())
         assert again.returncode == config.EXIT_BUSY, again.stderr
         line = one_line(again)
