@@ -50,3 +50,17 @@ def test_relative_links_in_docs_resolve():
     for doc in DOCS.glob("*.md"):
         for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", doc.read_text()):
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_every_test_the_docs_cite_exists():
+    """A claim in docs/ names the test that proves it: that name must be a test function (or
+    a test module) under tests/, so a renamed or deleted test cannot leave a claim unproved."""
+    tests = ROOT / "tests"
+    defined = set()
+    for module in tests.rglob("test_*.py"):
+        defined.add(module.stem)
+        defined.update(re.findall(r"^\s*(?:async )?def (test_\w+)", module.read_text(), re.M))
+    missing = sorted({(doc.name, name) for doc in DOCS.glob("*.md")
+                      for name in re.findall(r"\btest_\w+", doc.read_text())
+                      if name not in defined})
+    assert not missing, f"docs cite tests that do not exist: {missing}"
