@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 
 import pytest
