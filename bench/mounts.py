@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from bench.world import ROOT, World
+from synfs.service.mounts import is_mounted
 
 MiB = 1024 * 1024
 CODE = ROOT        # the synfs source tree mounts run (``bench.run --code``: before/after runs)
@@ -137,10 +138,11 @@ class SynfsMount:
             return {}
 
     def stop(self) -> None:
-        if os.path.ismount(self.path):
+        # mountinfo, not stat, says whether it is mounted (a dead mount fails every stat)
+        if is_mounted(self.path):
             subprocess.run([sys.executable, "-m", "synfs", "unmount", str(self.path)],
                            capture_output=True, cwd=str(ROOT), timeout=60)
-        if os.path.ismount(self.path):
+        if is_mounted(self.path):
             subprocess.run(["fusermount3", "-u", "-z", str(self.path)], capture_output=True)
         deadline = time.monotonic() + 15
         while self.pid and Path(f"/proc/{self.pid}").exists() and time.monotonic() < deadline:
@@ -188,5 +190,5 @@ class RcloneMount:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        if os.path.ismount(self.path):
+        if is_mounted(self.path):
             subprocess.run(["fusermount3", "-u", "-z", str(self.path)], capture_output=True)

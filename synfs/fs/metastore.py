@@ -24,7 +24,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from synfs.read.datacache import private_dir
+from synfs.localdirs import private_dir
 from synfs.synapse.models import Entity, FileHandle, Kind
 
 log = logging.getLogger(__name__)

@@ -49,6 +49,7 @@ import zlib
 from pathlib import Path
 
 from synfs.diskbudget import DiskBudget
+from synfs.localdirs import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -438,23 +439,6 @@ def _write_json(path: Path, data: dict) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps(data))
     os.replace(tmp, path)
-
-
-def private_dir(path: Path) -> Path:
-    """``path`` as a directory, creating it and each missing parent with mode 0700 (an
-    existing directory keeps its mode: it may be the user's own choice)."""
-    path = Path(path)
-    missing = []
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        missing.append(probe)
-        probe = probe.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            pass
-    return path
 
 
 def _tighten(hdir: Path) -> None:

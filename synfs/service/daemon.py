@@ -26,7 +26,8 @@ from synfs.config import (EXIT_AUTH, EXIT_BUSY, EXIT_FAILED, EXIT_MOUNTPOINT, EX
                           EXIT_NOT_FOUND, EXIT_UNAVAILABLE, Config, ConfigError)
 from synfs.fs.core import Filesystem, Options
 from synfs.fs.fuse_ops import SynfsOperations
-from synfs.read.datacache import DataCache, private_dir
+from synfs.localdirs import private_dir
+from synfs.read.datacache import DataCache
 from synfs.diskbudget import DiskBudget
 from synfs.read.downloads import Downloads
 from synfs.read.membudget import MemoryBudget

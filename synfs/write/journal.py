@@ -37,6 +37,8 @@ import os
 import time
 from pathlib import Path
 
+from synfs.localdirs import private_dir
+
 log = logging.getLogger(__name__)
 
 OPEN, CLOSING, UPLOADED, SAVED, CONFLICT = "open", "closing", "uploaded", "saved", "conflict"
@@ -93,7 +95,7 @@ def fsync_dir(path: Path) -> None:
 def write(staging_root: Path, rec: Record) -> None:
     """Replace the record atomically and durably (tmp + fsync + rename + fsync dir)."""
     folder = journal_dir(staging_root)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     rec.updated = time.time()
     final = folder / (rec.stem + SUFFIX)
     tmp = folder / f".{rec.stem}.{os.getpid()}.tmp"
@@ -160,7 +162,7 @@ def locked(staging_root: Path, stem: str, blocking: bool = False):
     """An exclusive lock on one record (mount start-up recovery vs ``synfs recover``).
     Yields False if another process holds it and ``blocking`` is False."""
     folder = journal_dir(staging_root)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(folder)
     fd = os.open(folder / f".{stem}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

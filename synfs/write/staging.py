@@ -23,6 +23,7 @@ from pathlib import Path
 
 from synfs import errors
 from synfs.diskbudget import DiskBudget
+from synfs.localdirs import private_dir
 from synfs.write import journal
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class StagingArea:
         return self.budget.staged
 
     def ensure(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.root)          # and a missing cache directory above it: 0700
 
     def new(self, label: str, **target) -> StagedFile:
         """A new empty staged file and its record (``target``: ``journal.Record`` fields),

@@ -169,8 +169,7 @@ def test_query_job_is_202_then_201_with_the_bundle(emulator, world):
     assert early.json()["jobState"] == "PROCESSING"
     assert world["other"].api.get(f"{path}/get/{token}").status_code == 403
     assert owner.api.get(f"{path}/get/987654321").status_code == 404
-    time.sleep(1.6)
-    done = owner.api.get(f"{path}/get/{token}")
+    done = wait_job(owner.api, path, token)             # 202 while the job runs, then 201
     assert done.status_code == 201
     bundle = done.json()
     assert bundle["concreteType"] == T + "QueryResultBundle"
@@ -316,13 +315,16 @@ def test_view_lag_shows_stale_rows_until_changes_age(emulator, user):
     assert [r[:2] for r in before] == [["f.txt", "1"]]
     emulator.set_faults(view_lag_s=2.5)
     f["dataFileHandleId"] = upload(api, b"version two", "f.txt")
+    changed = time.monotonic()
     updated = api.ok(api.put(f"/entity/{f['id']}", f), 200)
     assert updated["versionNumber"] == 2
     file_entity(api, proj["id"], "g.txt", fh1)
     stale = rows(query(api, sql))
     assert stale == before  # old currentVersion and modifiedOn, and no row for g.txt yet
-    time.sleep(2.7)
-    fresh = rows(query(api, sql))
+    deadline = time.monotonic() + 15
+    while (fresh := rows(query(api, sql))) == stale and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert time.monotonic() - changed > 2.0          # not before the lag has passed
     assert [r[:2] for r in fresh] == [["f.txt", "2"], ["g.txt", "1"]]
     assert int(fresh[0][2]) > int(before[0][2])
 

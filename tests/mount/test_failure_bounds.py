@@ -51,3 +51,21 @@ def test_a_failing_stat_answers_within_the_budget(emulator, fmount):
         emulator.reset_faults()
     assert exc.value.errno == errno.EIO
     assert took < BUDGET + 1.5, f"a failing stat took {took:.1f}s"
+
+
+def test_a_failing_open_answers_within_the_budget(emulator, fmount):
+    """`open` of a file (its lookup and the entity fetch open makes to check permissions) with
+    Synapse failing: EIO within one budget, not one per step the kernel or the core retries."""
+    path = fmount.path / "matrix.csv"
+    os.stat(path)
+    emulator.set_faults(errors=[{"path": "/entity/", "status": 503}])
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(OSError) as exc:
+            os.close(os.open(path, os.O_RDONLY))
+        took = time.monotonic() - t0
+    finally:
+        emulator.reset_faults()
+    assert exc.value.errno == errno.EIO
+    assert BUDGET * 0.8 < took < BUDGET + 1.5, f"a failing open took {took:.1f}s"
+    os.close(os.open(path, os.O_RDONLY))      # recovered

@@ -24,6 +24,7 @@ from synfs.service.runtime import find_status_file
 from tests.emulator.test_acl import grant
 from tests.emulator.test_entities import file_entity, upload
 from tests.emulator.test_views import annotate, make_view
+from tests.harness import mount_status
 from tests.mount.conftest import run_synfs
 
 BIG = "random-8MiB.bin"
@@ -42,15 +43,10 @@ def snapshot_cli(emulator, token_file, *args) -> subprocess.CompletedProcess:
 
 
 def status_after(mnt, since: float) -> dict:
-    """The daemon's status, published after ``since`` (it is refreshed every 2 s)."""
-    deadline = time.monotonic() + 15
-    while True:
-        path, why = find_status_file(mnt)
-        assert path is not None, why
-        data = json.loads(path.read_text())
-        if data["updated"] > since or time.monotonic() > deadline:
-            return data
-        time.sleep(0.1)
+    """The daemon's status, published after ``since`` (it is refreshed every 2 s); an
+    AssertionError if none comes, so a stale report can never pass for the state after an
+    action (request counts read from it would miss the action's requests)."""
+    return mount_status(mnt, after=since, timeout=15)
 
 
 @pytest.fixture(scope="module")

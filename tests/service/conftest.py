@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
@@ -19,6 +21,7 @@ from tests.harness import ROOT
 from tests.mount.conftest import mount_factory
 
 SYNFS = Path(sys.executable).parent / "synfs"
+USER = 1000          # an ordinary user (fusermount3 needs its passwd entry), as on HPC
 
 
 def synfs_cmd(*args: str) -> list[str]:
@@ -102,3 +105,40 @@ def force_unmount(path: Path) -> None:
 
     if mounts.is_mounted(path):
         subprocess.run(["fusermount3", "-u", "-z", str(path)], check=False, capture_output=True)
+
+
+# ---- an ordinary user -------------------------------------------------------------------
+def as_user(cmd: list[str], home: Path, **kw) -> subprocess.CompletedProcess:
+    """Run ``cmd`` as uid/gid 1000. The test interpreter lives under /root (0700), so the
+    process keeps CAP_DAC_READ_SEARCH to reach it; it is otherwise an ordinary user: FUSE
+    mounts go through fusermount3 and carry user_id=1000."""
+    return subprocess.run(user_argv(cmd), capture_output=True, text=True, env=user_env(home),
+                          cwd=str(home), timeout=120, **kw)
+
+
+def user_argv(cmd: list[str]) -> list[str]:
+    """``cmd`` run as uid/gid 1000 (``setpriv`` execs it: same pid), see ``as_user``."""
+    return ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups",
+            "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", *cmd]
+
+
+def user_env(home: Path) -> dict:
+    return {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(ROOT),
+            "LANG": "C.UTF-8"}
+
+
+@pytest.fixture
+def user_home():
+    """A home for the user, and /dev/fuse usable by ordinary users for the test's duration:
+    fusermount3 opens it with the caller's rights. Distributions ship it 0666; this machine
+    has 0600, which the test restores afterwards."""
+    home = Path(tempfile.mkdtemp(prefix="synfs-user-", dir="/tmp"))
+    home.chmod(0o755)
+    os.chown(home, USER, USER)
+    mode = os.stat("/dev/fuse").st_mode & 0o7777
+    os.chmod("/dev/fuse", mode | 0o666)
+    try:
+        yield home
+    finally:
+        os.chmod("/dev/fuse", mode)
+        shutil.rmtree(home, ignore_errors=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -125,7 +124,7 @@ def test_token_is_not_on_any_command_line(world, helper, tmp_path):
         res = subprocess.run(["mount", "-t", "fuse.synfs", "-o", options(world, log), world.sts,
                               str(mnt)], capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stderr
-        time.sleep(0.2)
+        seen = 0                    # daemons of this mount among the processes looked at
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -134,6 +133,8 @@ def test_token_is_not_on_any_command_line(world, helper, tmp_path):
                 continue
             assert world.owner.token.encode() not in cmdline
             assert world.owner.token.encode() not in environ
+            seen += b"synfs" in cmdline and os.fsencode(mnt) in cmdline
+        assert seen, "the mount's daemon was not among the processes checked"
         check_umount(mnt, log)
     finally:
         force_unmount(mnt)

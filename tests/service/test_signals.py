@@ -18,7 +18,8 @@ from synfs import config
 from synfs.service import mounts
 from tests.harness import ROOT
 from tests.mount.conftest import Mount
-from tests.service.conftest import force_unmount, one_line, run, synfs_cmd, wait_for
+from tests.service.conftest import (USER, force_unmount, one_line, run, synfs_cmd, user_argv,
+                                    user_env, wait_for)
 
 INT, TERM, HUP = signal.SIGINT, signal.SIGTERM, signal.SIGHUP
 
@@ -30,6 +31,8 @@ STORMS = {
     "term-int-hup-mixed": ([TERM, INT, HUP, INT, TERM, HUP], 0.01),
     "hup-storm": ([HUP] * 4 + [INT, TERM] * 4, 0.02),
 }
+UNTIL_EXIT = "until-exit"    # INT, TERM, HUP in turn every 5 ms until the daemon has exited:
+                             # some land while FUSE closes and while Python shuts down
 
 
 def start_foreground(emulator, world, tmp_path, name: str,
@@ -49,20 +52,38 @@ def start_foreground(emulator, world, tmp_path, name: str,
     return m, proc
 
 
-@pytest.mark.parametrize("storm", sorted(STORMS))
+def storm_until_exit(proc: subprocess.Popen, limit_s: float = 60.0,
+                     every_s: float = 0.005) -> int:
+    """Send INT, TERM, HUP in turn to the group every ``every_s`` until the daemon exits."""
+    deadline = time.monotonic() + limit_s
+    sent = 0
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, (INT, TERM, HUP)[sent % 3])
+        except ProcessLookupError:
+            break
+        sent += 1
+        time.sleep(every_s)
+    return sent
+
+
+@pytest.mark.parametrize("storm", sorted(STORMS) + [UNTIL_EXIT])
 def test_signal_storm_to_the_process_group_unmounts_cleanly(storm, emulator, world, tmp_path):
-    sigs, pace = STORMS[storm]
     m, proc = start_foreground(emulator, world, tmp_path, storm)
     try:
         reader = subprocess.Popen(["cat", str(m.path / "data.txt")], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)      # a request in flight
-        for signum in sigs:
-            try:
-                os.killpg(proc.pid, signum)
-            except ProcessLookupError:
-                break                       # already gone: the assertions below decide
-            if pace:
-                time.sleep(pace)
+        if storm == UNTIL_EXIT:
+            assert storm_until_exit(proc) > 3
+        else:
+            sigs, pace = STORMS[storm]
+            for signum in sigs:
+                try:
+                    os.killpg(proc.pid, signum)
+                except ProcessLookupError:
+                    break                       # already gone: the assertions below decide
+                if pace:
+                    time.sleep(pace)
         rc = proc.wait(60)
         reader.wait(30)
         assert mounts.mounted_at(m.path) is None, f"{storm}: mount left behind (rc {rc})"
@@ -76,14 +97,50 @@ def test_signal_storm_to_the_process_group_unmounts_cleanly(storm, emulator, wor
         force_unmount(m.path)
 
 
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_storm_against_an_ordinary_users_mount_unmounts_cleanly(attempt, emulator, world,
+                                                                  user_home):
+    """As HPC users run it: an ordinary user's foreground daemon, whose unmount goes through
+    fusermount3, a child in the daemon's process group that a terminal's Ctrl-C reaches too.
+    A dense storm lasting until the daemon exits must not kill that child half-way (which
+    leaves the mount behind with exit status 0). Three attempts: the window is milliseconds."""
+    m = Mount(emulator, world.owner.token, world.sts, user_home / "mnt", user_home)
+    m.path.mkdir()
+    for path in (m.path, m.token_file):
+        os.chown(path, USER, USER)
+    proc = subprocess.Popen(user_argv(m.argv("-f")), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=user_env(user_home),
+                            cwd=str(user_home), start_new_session=True)
+    try:
+        wait_for(lambda: proc.poll() is not None or "mounted syn" in m.log_text(), timeout=60)
+        assert proc.poll() is None, proc.stderr.read()
+        [entry] = [e for e in mounts.synfs_mounts() if e.mountpoint == str(m.path)]
+        assert entry.user_id == USER
+        assert storm_until_exit(proc, every_s=0.001) > 3
+        rc = proc.wait(60)
+        assert mounts.mounted_at(m.path) is None, f"mount left behind (rc {rc})"
+        assert rc == 0, f"daemon exited {rc}: {proc.stderr.read()}"
+        log = m.log_text()
+        assert "unmounted" in log and "Traceback" not in log, log[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        force_unmount(m.path)
+
+
 def test_unmount_and_mount_over_a_dead_mount(emulator, world, tmp_path):
     """A dead mount fails every stat; mountinfo still lists it. `synfs mount` over it says it is
-    dead and what to run; `synfs unmount` (no --lazy needed) cleans it up."""
-    m, proc = start_foreground(emulator, world, tmp_path, "dead")
+    dead and what to run; `synfs unmount` (no --lazy needed) cleans it up. With attributes not
+    cached (ttl 0) even the root's stat fails, so only mountinfo can tell it is mounted."""
+    m, proc = start_foreground(emulator, world, tmp_path, "dead", ["--metadata-ttl", "0"])
     try:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         assert mounts.is_mounted(m.path) and mounts.liveness(m.path) == "dead"
+        with pytest.raises(OSError) as exc:
+            os.stat(m.path)
+        assert exc.value.errno == errno.ENOTCONN and not os.path.ismount(m.path)
         again = run(m.argv())
         assert again.returncode == config.EXIT_BUSY, again.stderr
         line = one_line(again)

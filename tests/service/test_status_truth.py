@@ -9,23 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from synfs.cli.status import NOT_YOURS
 from synfs.service import mounts
-from tests.harness import ROOT
-from tests.service.conftest import force_unmount, run, synfs_cmd, wait_for
-
-USER = 1000          # an ordinary user (fusermount3 needs its passwd entry), as on HPC
-
+from tests.service.conftest import USER, as_user, force_unmount, run, synfs_cmd, wait_for
 
 def status_json(*args: str, runner=run) -> tuple[int, list]:
     res = runner(synfs_cmd("status", "--json", *args))
@@ -87,35 +79,6 @@ def test_revoked_token_is_unauthorized_and_the_mount_still_unmounts(emulator, wo
 
 
 # ---- an ordinary user ---------------------------------------------------------------------
-def as_user(cmd: list[str], home: Path, **kw) -> subprocess.CompletedProcess:
-    """Run ``cmd`` as uid/gid 1000. The test interpreter lives under /root (0700), so the
-    process keeps CAP_DAC_READ_SEARCH to reach it; it is otherwise an ordinary user: FUSE
-    mounts go through fusermount3 and carry user_id=1000."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(ROOT),
-           "LANG": "C.UTF-8"}
-    return subprocess.run(["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups",
-                           "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search",
-                           *cmd], capture_output=True, text=True, env=env, cwd=str(home),
-                          timeout=120, **kw)
-
-
-@pytest.fixture
-def user_home():
-    """A home for the user, and /dev/fuse usable by ordinary users for the test's duration:
-    fusermount3 opens it with the caller's rights. Distributions ship it 0666; this machine
-    has 0600, which the test restores afterwards."""
-    home = Path(tempfile.mkdtemp(prefix="synfs-user-", dir="/tmp"))
-    home.chmod(0o755)
-    os.chown(home, USER, USER)
-    mode = os.stat("/dev/fuse").st_mode & 0o7777
-    os.chmod("/dev/fuse", mode | 0o666)
-    try:
-        yield home
-    finally:
-        os.chmod("/dev/fuse", mode)
-        shutil.rmtree(home, ignore_errors=True)
-
-
 def test_an_ordinary_user_mounts_reads_writes_and_unmounts(world, emulator, service_mounts,
                                                           user_home):
     token_file = user_home / "token"

@@ -16,6 +16,7 @@ RANK = {"cli": 6, "service": 5, "fs": 4, "read": 3, "write": 3, "register": 3, "
         "remote": 2,
         "synapse": 1, "s3": 1, "emulator": 1}
 FOUNDATION = {"synfs", "synfs.errors", "synfs.config", "synfs.cache", "synfs.diskbudget",
+              "synfs.localdirs",
               "synfs.redact", "synfs.progress"}
 ENTRY = {"synfs.__main__"}          # ``python -m synfs``: the command line, above every room
 ALLOWED_SAME_RANK = {("s3", "synapse")}       # the S3 seam reuses the client's retry budget

@@ -81,3 +81,22 @@ def test_recover_list_and_discard_without_a_mount(tmp_path, capsys):
     assert "no kept file with that id" in capsys.readouterr().err
     assert main(["recover", "discard", "--all", "--cache-dir", cache]) == 0
     assert list(area.root.iterdir()) == [] and journal.scan(area.root) == ([], [])
+
+
+def test_staged_files_and_their_records_are_private(tmp_path):
+    """Staged bytes are the user's unsaved data and records name its files (issue 11 G): the
+    staging and journal directories are 0700 and every file in them 0600, whatever the umask;
+    a missing cache directory above them is created 0700 too."""
+    mode = lambda p: os.stat(p).st_mode & 0o777      # noqa: E731
+    old = os.umask(0o022)
+    try:
+        area = make(tmp_path)
+    finally:
+        os.umask(old)
+    folder = journal.journal_dir(area.root)
+    assert mode(tmp_path / "c") == 0o700
+    assert mode(area.root) == 0o700 and mode(folder) == 0o700
+    staged = [p for p in area.root.iterdir() if p.name != "0123-legacy.bin"]
+    records = list(folder.iterdir())
+    assert len(staged) == 2 and len(records) == 2
+    assert {mode(p) for p in staged + records} == {0o600}

@@ -17,7 +17,12 @@ from tests.unit.test_fs_core import FakeClock, FakeRemote
 
 EXT = UploadDestination(storage_location_id=77, concrete_type=CT + "file.ExternalS3UploadDestination",
                         sts_enabled=True, bucket="bkt", base_key="base")
-SYNAPSE = UploadDestination(storage_location_id=1, concrete_type=CT + "file.S3UploadDestination")
+# Synapse-managed storage with STS: STS there grants read access only (synapse-api.md §6.1)
+SYNAPSE = UploadDestination(storage_location_id=1, concrete_type=CT + "file.S3UploadDestination",
+                            sts_enabled=True, bucket="synapse-bucket", base_key="12/abc")
+# an external bucket without STS: Synapse could store there, synfs has no credentials to
+EXT_NO_STS = UploadDestination(storage_location_id=99, concrete_type=EXT.concrete_type,
+                               bucket="plain-bkt")
 PERMS = dict(can_update=True, can_create=True, can_delete=True)
 
 
@@ -100,9 +105,13 @@ def world(tmp_path):
     r.add(302, "sub", Kind.FOLDER, 300, **PERMS)           # empty
     r.add(400, "ext-ro", Kind.FOLDER, 100)        # no permissions
     r.add(500, "ext-other", Kind.FOLDER, 100, **PERMS)
+    r.add(600, "ext-no-sts", Kind.FOLDER, 100, **PERMS)
+    r.add(601, "plain.txt", Kind.FILE, 600, data=b"plain bytes", **PERMS)
+    r.add(602, "sub", Kind.FOLDER, 600, **PERMS)           # empty
     w = FakeWriter(r)
     w.dest.update({200: EXT, 400: EXT, 500: UploadDestination(
-        storage_location_id=88, concrete_type=EXT.concrete_type, sts_enabled=True, bucket="b2")})
+        storage_location_id=88, concrete_type=EXT.concrete_type, sts_enabled=True, bucket="b2"),
+        600: EXT_NO_STS, 602: EXT_NO_STS})
     staging = StagingArea(tmp_path / "staging", limit=1024 * 1024)
     fs = Filesystem(r, 100, Options(), clock=FakeClock(), writer=w, staging=staging,
                     read_only=False)
@@ -231,6 +240,20 @@ def test_synapse_managed_storage_refuses_every_write_with_erofs(world):
         assert got == {what: "EROFS" for what in got}
         fh, _ = await fs.open(301, writable=False)          # still readable
         assert await fs.read(fh, 0, 100) == b"managed bytes"
+
+    run(main)
+    assert w.calls == [] and r.entities == before and staging.used == 0
+
+
+def test_an_external_bucket_without_sts_refuses_every_write_with_erofs(world):
+    """An external bucket without STS: synfs has no credentials to write there, so every
+    write is EROFS too, and nothing reaches Synapse or S3."""
+    fs, r, w, staging = world
+    before = dict(r.entities)
+
+    async def main():
+        got = await refusals(every_write(fs, 600, "plain.txt", 601, "sub", 602))
+        assert got == {what: "EROFS" for what in got}
 
     run(main)
     assert w.calls == [] and r.entities == before and staging.used == 0
