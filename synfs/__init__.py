@@ -18,8 +18,9 @@ and who imports it, and tests hold the code to it; a test fails on any import cy
 Foundation modules every room may import: ``errors`` (domain errors, errno, the one mapping),
 ``cache`` (bounded TTL caches and single-flight),
 ``config`` (mount configuration, exit codes), ``diskbudget`` (the ``--cache-size`` budget
-shared by staged writes and cached data), ``redact`` (secrets kept out of every log) and
-``progress`` (the terminal progress line of long commands).
+shared by staged writes and cached data), ``redact`` (secrets kept out of every log),
+``localdirs`` (private directories for local state) and ``progress`` (the terminal progress
+line of long commands).
 """
 
 __version__ = "0.1.0"
