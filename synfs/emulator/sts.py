@@ -1,9 +1,10 @@
 """STS vending: ``GET /repo/v1/entity/{id}/sts?permission=read_only|read_write``.
 
-Follows ``StsManagerImpl.getTemporaryCredentials``: the entity's effective upload setting
-must exist (400 "Entity must have a project setting", also for missing or trashed entities)
-and be STS-enabled; write access is refused on Synapse storage; then the caller needs
-DOWNLOAD (read_only) or DOWNLOAD, UPDATE, CREATE and DELETE in that order (read_write). Credentials come from a real AssumeRole on the local S3 server with Synapse's session
+Checks in current Synapse's order (synapse-api.md §6.1): the entity must exist and not be in
+the trash (404), the caller needs DOWNLOAD (read_only) or DOWNLOAD, UPDATE, CREATE and DELETE
+in that order (read_write; 403 names the first one missing), the effective upload setting must
+be STS-enabled (400 "Entity must have an STS-enabled storage location", also when there is no
+setting at all), and write access is refused on Synapse storage (400). Credentials come from a real AssumeRole on the local S3 server with Synapse's session
 policy (``S3World.mint``), scoped to the storage location's bucket and baseKey. When the
 ``sts_expiration_s`` fault is set, the reported expiration is that many seconds away and the
 S3 proxy rejects the key after it.
@@ -51,20 +52,16 @@ def get_sts_credentials(entity_id: str):
         raise BadRequest(f"Invalid entity id: {entity_id}")
     user = context.user()
     with context.store().tx() as c:
-        # StsManagerImpl looks up the inherited upload setting first (a recursive query over
-        # the ancestors): a missing or trashed entity has none, so it is a 400, not a 404.
+        entity_core.get_live_entity(c, eid)                  # 404: absent or in the trash
+        for access in ACCESS_BY_PERMISSION[permission]:     # 403: the first access missing
+            acl.require(c, user, eid, access)
         setting = storage.effective_setting(c, eid)
-        if setting is None:
-            raise BadRequest("Entity must have a project setting")
-        loc = storage.location_row(c, setting["locations"][0])
+        loc = storage.location_row(c, setting["locations"][0]) if setting else None
         body = loc["body"] if loc else None
         if not storage.is_sts_location(body):
             raise BadRequest("Entity must have an STS-enabled storage location")
         if permission == "read_write" and body["concreteType"] == storage.S3_SETTING:
             raise BadRequest("STS write access is not allowed in Synapse storage")
-        entity_core.get_live_entity(c, eid)
-        for access in ACCESS_BY_PERMISSION[permission]:
-            acl.require(c, user, eid, access)
         bucket = storage.location_bucket(body)
         base_key = body.get("baseKey")
     return jsonify(mint(bucket, base_key, permission, f"sts-{user.id}-{eid}"))

@@ -99,8 +99,9 @@ def test_permission_parameter(emulator, user):
 def test_entity_must_be_in_sts_storage(emulator, user):
     project = user.api.project()
     plain = user.api.folder(project["id"], "plain")
-    resp = sts(user.api, plain["id"], "read_only")
-    assert resp.status_code == 400 and reason(resp) == "Entity must have a project setting"
+    resp = sts(user.api, plain["id"], "read_only")      # no upload setting at all
+    assert resp.status_code == 400
+    assert reason(resp) == "Entity must have an STS-enabled storage location"
     non_sts = user.api.folder(project["id"], "non-sts")
     user.api.ok(set_upload(user, non_sts["id"],
                            [external_location(emulator, user, sts=False)["storageLocationId"]]),
@@ -121,30 +122,42 @@ def test_synapse_storage_is_read_only(emulator, user):
     assert creds["baseKey"] == loc["baseKey"]
 
 
-def test_missing_and_trashed_entities_have_no_setting(emulator, user):
-    """StsManagerImpl resolves the inherited upload setting before anything else: a missing
-    entity, or a trashed one (its parent is the trash folder), has none: 400, not 404.
-
-    The order is Synapse's own (Sage-Bionetworks/Synapse-Repository-Services,
-    ``StsManagerImpl.getTemporaryCredentials``): first
-    ``projectSettingsManager.getProjectSettingForNode`` ("Entity must have a project
-    setting"; ``ProjectSettingsManagerImpl.getProjectSettingForNode`` checks neither existence
-    nor permissions), then "Entity must have an STS-enabled storage location", then the
-    read_write-on-Synapse-storage rule, and only then ``authManager.canAccess`` (403). So a
-    missing entity is a 400 here as in Synapse, not the 404 one might expect."""
+def test_missing_and_trashed_entities_are_404_before_any_storage_check(emulator, user):
+    """Existence first, as current Synapse (synapse-api.md §6.1): a missing entity is 404
+    "does not exist", a trashed one 404 "is in trash can.", never the storage checks' 400."""
     _project, folder, _loc = sts_folder(emulator, user)
     resp = sts(user.api, "syn987654321", "read_only")
-    assert resp.status_code == 400 and reason(resp) == "Entity must have a project setting"
+    assert resp.status_code == 404 and reason(resp) == "Resource: 'syn987654321' does not exist"
     sub = user.api.folder(folder["id"], "sub")
     assert user.api.delete(f"/entity/{sub['id']}").status_code == 204
     resp = sts(user.api, sub["id"], "read_only")
-    assert resp.status_code == 400 and reason(resp) == "Entity must have a project setting"
+    assert resp.status_code == 404 and reason(resp) == f"Entity {sub['id']} is in trash can."
+    project = user.api.project()
+    plain = user.api.folder(project["id"], "plain")
+    user.api.delete(f"/entity/{plain['id']}")
+    resp = sts(user.api, plain["id"], "read_only")        # no STS storage either: still 404
+    assert resp.status_code == 404
+
+
+def test_permissions_are_checked_before_the_storage(emulator, user):
+    """A caller without access learns nothing about the storage: 403 before the 400s."""
+    project = user.api.project()
+    plain = user.api.folder(project["id"], "plain")
+    stranger = emulator.new_user()
+    resp = sts(stranger.api, plain["id"], "read_only")
+    assert resp.status_code == 403
+    assert reason(resp) == "You lack DOWNLOAD access to the requested entity."
+    loc = synapse_location(user, sts=True)
+    _p, folder, _ = sts_folder(emulator, user, location=loc)
+    grant(user, folder["id"], stranger.id, ["READ", "DOWNLOAD"])
+    resp = sts(stranger.api, folder["id"], "read_write")   # Synapse storage, but no UPDATE
+    assert resp.status_code == 403
+    assert reason(resp) == "You lack UPDATE access to the requested entity."
 
 
 def test_permission_checks_in_order(emulator, user):
-    """Permissions are checked last, after the storage checks (order of StsManagerImpl, see
-    test_missing_and_trashed_entities_have_no_setting): DOWNLOAD (+ READ) for read_only, then
-    UPDATE, CREATE, DELETE for read_write."""
+    """DOWNLOAD (+ READ) for read_only, then UPDATE, CREATE, DELETE for read_write, each
+    refusal naming the first access missing."""
     _project, folder, _loc = sts_folder(emulator, user)
     other = emulator.new_user()
     resp = sts(other.api, folder["id"], "read_only")

@@ -250,10 +250,10 @@ def test_sts_token_on_subfolder_inherits(syn, user, emulator):
 def test_sts_token_errors(syn, user, emulator, clients):
     project = create_project(syn)
     plain = create_folder(syn, project)
-    # StsManagerImpl.getTemporaryCredentials: the inherited upload setting is checked first
+    # no upload setting at all: the same 400 as a setting without STS
     with pytest.raises(SynapseHTTPError) as excinfo:
         syn.get_sts_storage_token(plain["id"], "read_only")
-    assert_http_error(excinfo, 400, "Entity must have a project setting")
+    assert_http_error(excinfo, 400, "Entity must have an STS-enabled storage location")
 
     non_sts = syn.restPOST("/storageLocation", json.dumps({
         "concreteType": SYNAPSE_S3_SL, "uploadType": "S3", "stsEnabled": False}))
@@ -269,25 +269,23 @@ def test_sts_token_errors(syn, user, emulator, clients):
         stranger.get_sts_storage_token(sts.id, "read_only")
     assert excinfo.value.response.status_code == 403
 
-    # the setting is checked before any permission: a stranger asking on a folder with no
-    # setting gets the 400, not a 403
+    # permissions come before the storage checks: a stranger asking on a folder with no
+    # STS storage gets the 403, and learns nothing about the storage
     bare = create_folder(syn, project)
     with pytest.raises(SynapseHTTPError) as excinfo:
         stranger.get_sts_storage_token(bare["id"], "read_only")
-    assert_http_error(excinfo, 400, "Entity must have a project setting")
+    assert_http_error(excinfo, 403, "You lack DOWNLOAD access to the requested entity.")
 
 
 def test_sts_token_on_missing_entity(syn):
-    """StsManagerImpl checks the inherited upload setting (a recursive query on the node's
-    ancestors) before any existence or permission check: a missing entity, or one in the trash
-    (whose parent is the trash folder), has no setting: 400, not 404."""
+    """Existence is checked first (synapse-api.md §6.1): 404."""
     with pytest.raises(SynapseHTTPError) as excinfo:
         syn.get_sts_storage_token("syn999999999", "read_only")
-    assert_http_error(excinfo, 400, "Entity must have a project setting")
+    assert_http_error(excinfo, 404, "Resource: 'syn999999999' does not exist")
 
 
 def test_sts_token_on_trashed_entity(syn, user, emulator):
-    """A trashed entity's parent is the trash folder: no inherited setting: 400."""
+    """A trashed entity is 404 "is in trash can.", before any storage check."""
     sts = make_external_sts_folder(syn, emulator, user)
     sub = create_folder(syn, sts.folder, "to be trashed")
     assert syn.get_sts_storage_token(sub["id"], "read_only")["baseKey"] == sts.base_key
@@ -296,7 +294,7 @@ def test_sts_token_on_trashed_entity(syn, user, emulator):
     with pytest.raises(SynapseHTTPError) as excinfo:
         syn.get_sts_storage_token(sub["id"], "read_only",
                                   min_remaining_life=datetime.timedelta(hours=13))
-    assert_http_error(excinfo, 400, "Entity must have a project setting")
+    assert_http_error(excinfo, 404, f"Entity {sub['id']} is in trash can.")
 
 
 def test_external_file_handle_prefix_and_owner_checks(syn, user, emulator, tmp_path, clients):
