@@ -4,7 +4,10 @@ Checks in current Synapse's order (synapse-api.md §6.1): the entity must exist 
 the trash (404), the caller needs DOWNLOAD (read_only) or DOWNLOAD, UPDATE, CREATE and DELETE
 in that order (read_write; 403 names the first one missing), the effective upload setting must
 be STS-enabled (400 "Entity must have an STS-enabled storage location", also when there is no
-setting at all), and write access is refused on Synapse storage (400). Credentials come from a real AssumeRole on the local S3 server with Synapse's session
+setting at all), and write access is refused on Synapse storage (400). This is
+``StsManagerImpl.getTemporaryCredentials`` since PLFM-7604 (permissions before the project
+setting, so a missing entity is a 404); older releases answered 400 "Entity must have a project
+setting" for a missing entity. Credentials come from a real AssumeRole on the local S3 server with Synapse's session
 policy (``S3World.mint``), scoped to the storage location's bucket and baseKey. When the
 ``sts_expiration_s`` fault is set, the reported expiration is that many seconds away and the
 S3 proxy rejects the key after it.
