@@ -67,6 +67,22 @@ def storm_until_exit(proc: subprocess.Popen, limit_s: float = 60.0,
     return sent
 
 
+def assert_ended_cleanly(proc: subprocess.Popen, m, label: str) -> None:
+    """The daemon exited 0 after a clean unmount: nothing left in mountinfo, no traceback."""
+    rc = proc.wait(60)
+    assert mounts.mounted_at(m.path) is None, f"{label}: mount left behind (rc {rc})"
+    assert rc == 0, f"{label}: daemon exited {rc}: {proc.stderr.read()}"
+    log = m.log_text()
+    assert "unmounted" in log and "Traceback" not in log, log[-3000:]
+
+
+def stop(proc: subprocess.Popen, m) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    force_unmount(m.path)
+
+
 @pytest.mark.parametrize("storm", sorted(STORMS) + [UNTIL_EXIT])
 def test_signal_storm_to_the_process_group_unmounts_cleanly(storm, emulator, world, tmp_path):
     m, proc = start_foreground(emulator, world, tmp_path, storm)
@@ -84,17 +100,10 @@ def test_signal_storm_to_the_process_group_unmounts_cleanly(storm, emulator, wor
                     break                       # already gone: the assertions below decide
                 if pace:
                     time.sleep(pace)
-        rc = proc.wait(60)
         reader.wait(30)
-        assert mounts.mounted_at(m.path) is None, f"{storm}: mount left behind (rc {rc})"
-        assert rc == 0, f"{storm}: daemon exited {rc}: {proc.stderr.read()}"
-        log = m.log_text()
-        assert "unmounted" in log and "Traceback" not in log, log[-3000:]
+        assert_ended_cleanly(proc, m, storm)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        force_unmount(m.path)
+        stop(proc, m)
 
 
 @pytest.mark.parametrize("attempt", range(3))
@@ -117,16 +126,9 @@ def test_a_storm_against_an_ordinary_users_mount_unmounts_cleanly(attempt, emula
         [entry] = [e for e in mounts.synfs_mounts() if e.mountpoint == str(m.path)]
         assert entry.user_id == USER
         assert storm_until_exit(proc, every_s=0.001) > 3
-        rc = proc.wait(60)
-        assert mounts.mounted_at(m.path) is None, f"mount left behind (rc {rc})"
-        assert rc == 0, f"daemon exited {rc}: {proc.stderr.read()}"
-        log = m.log_text()
-        assert "unmounted" in log and "Traceback" not in log, log[-3000:]
+        assert_ended_cleanly(proc, m, "storm")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        force_unmount(m.path)
+        stop(proc, m)
 
 
 def test_unmount_and_mount_over_a_dead_mount(emulator, world, tmp_path):
