@@ -1,7 +1,8 @@
 """Unit tests of two write-path promises of issue 11 (A, D) with the fakes of
 ``test_writes_core``: a name whose S3 key would be too long for the folder's base key is
 refused at create and rename, before anything is staged; a save that failed at close is
-retried by a later close (not only by fsync)."""
+retried by a later close (not only by fsync); and writes where synfs may not write (Synapse
+storage, an external bucket without STS) are EROFS with nothing sent."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import trio
 from synfs import errors
 from synfs.synapse.models import UploadDestination
 from synfs.write.names import MAX_KEY, MAX_NAME, key_length
-from tests.unit.test_writes_core import EXT, world  # noqa: F401 - the fixture
+from tests.unit.test_writes_core import EXT, every_write, refusals, run, world  # noqa: F401
 
 LONG_BASE = "k" * 900
 
@@ -91,3 +92,33 @@ def test_files_kept_from_a_crash_count_in_the_budget_and_the_enospc_message(tmp_
     staged.write(300, b"y")
     assert area.used == 301 and area.kept_bytes == 0
     staged.discard()
+
+
+def test_synapse_managed_storage_refuses_every_write_with_erofs(world):  # noqa: F811
+    """Files and folders on Synapse storage (no STS write access there): every write, even by
+    a user with every permission, is EROFS, and nothing reaches Synapse or S3."""
+    fs, r, w, staging = world
+    before = dict(r.entities)
+
+    async def main():
+        got = await refusals(every_write(fs, 300, "kept.txt", 301, "sub", 302))
+        assert got == {what: "EROFS" for what in got}
+        fh, _ = await fs.open(301, writable=False)          # still readable
+        assert await fs.read(fh, 0, 100) == b"managed bytes"
+
+    run(main)
+    assert w.calls == [] and r.entities == before and staging.used == 0
+
+
+def test_an_external_bucket_without_sts_refuses_every_write_with_erofs(world):  # noqa: F811
+    """An external bucket without STS: synfs has no credentials to write there, so every
+    write is EROFS too, and nothing reaches Synapse or S3."""
+    fs, r, w, staging = world
+    before = dict(r.entities)
+
+    async def main():
+        got = await refusals(every_write(fs, 600, "plain.txt", 601, "sub", 602))
+        assert got == {what: "EROFS" for what in got}
+
+    run(main)
+    assert w.calls == [] and r.entities == before and staging.used == 0

@@ -229,36 +229,6 @@ async def refusals(writes) -> dict:
     return got
 
 
-def test_synapse_managed_storage_refuses_every_write_with_erofs(world):
-    """Files and folders on Synapse storage (no STS write access there): every write, even by
-    a user with every permission, is EROFS, and nothing reaches Synapse or S3."""
-    fs, r, w, staging = world
-    before = dict(r.entities)
-
-    async def main():
-        got = await refusals(every_write(fs, 300, "kept.txt", 301, "sub", 302))
-        assert got == {what: "EROFS" for what in got}
-        fh, _ = await fs.open(301, writable=False)          # still readable
-        assert await fs.read(fh, 0, 100) == b"managed bytes"
-
-    run(main)
-    assert w.calls == [] and r.entities == before and staging.used == 0
-
-
-def test_an_external_bucket_without_sts_refuses_every_write_with_erofs(world):
-    """An external bucket without STS: synfs has no credentials to write there, so every
-    write is EROFS too, and nothing reaches Synapse or S3."""
-    fs, r, w, staging = world
-    before = dict(r.entities)
-
-    async def main():
-        got = await refusals(every_write(fs, 600, "plain.txt", 601, "sub", 602))
-        assert got == {what: "EROFS" for what in got}
-
-    run(main)
-    assert w.calls == [] and r.entities == before and staging.used == 0
-
-
 def test_read_only_core_refuses_everything(world, tmp_path):
     """A read-only core refuses every write even in a writable external-STS folder."""
     _, r, w, _ = world
