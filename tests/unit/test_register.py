@@ -485,19 +485,3 @@ def test_summary_says_how_long_the_request_limit_made_it_wait():
     with limiter.slot():                                  # the third waits for the window
         pass
     assert _throttle_note(client) == "waited 10.0s for Synapse's request limit (2 per 10s)"
-
-
-def test_every_test_the_quickstart_cites_exists():
-    import re
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    text = (root / "docs" / "quickstart.md").read_text()
-    section = text[text.index("## Bring existing bucket data"):text.index("## Next")]
-    cited = set(re.findall(r"\b(test_[a-z0-9_]+)(?![a-z0-9_.])", section))
-    sources = "".join((root / "tests" / name).read_text() for name in (
-        "service/test_register.py", "seams/test_register_refusal.py", "unit/test_register.py",
-        "seams/test_listing.py"))
-    assert len(cited) >= 12
-    missing = [name for name in cited if f"def {name}(" not in sources]
-    assert not missing, missing
