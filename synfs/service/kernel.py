@@ -46,9 +46,10 @@ def tune(mountpoint) -> dict[str, int]:
     if _write(Path(f"/sys/class/bdi/{entry.device}/read_ahead_kb"), READAHEAD_KIB):
         done["read_ahead_kb"] = READAHEAD_KIB
     conn = _fusectl() / entry.device.split(":")[1]
-    # lower the threshold first: the kernel refuses a threshold above max_background
+    # the queue first, then the threshold: a refusal half-way leaves the threshold below the
+    # queue (as the defaults are), never a threshold that would stop readahead early
     threshold = MAX_BACKGROUND * 3 // 4
-    if (_write(conn / "congestion_threshold", 1) and _write(conn / "max_background", MAX_BACKGROUND)
+    if (_write(conn / "max_background", MAX_BACKGROUND)
             and _write(conn / "congestion_threshold", threshold)):
         done["max_background"] = MAX_BACKGROUND
         done["congestion_threshold"] = threshold

@@ -34,8 +34,8 @@ def test_refused_writes_and_a_missing_mount_command_only_log(monkeypatch, tmp_pa
 
 
 def test_the_queue_is_raised_with_the_threshold_below_it(monkeypatch, tmp_path):
-    """The kernel refuses a congestion threshold above max_background: the threshold is
-    lowered first, then the queue raised, then the threshold set to 3/4 of it."""
+    """The queue is raised first, then the threshold set to 3/4 of it, so a refusal half-way
+    never leaves a threshold that stops readahead early."""
     conn = tmp_path / "connections" / "4242"
     conn.mkdir(parents=True)
     writes = []
@@ -52,5 +52,24 @@ def test_the_queue_is_raised_with_the_threshold_below_it(monkeypatch, tmp_path):
     done = kernel.tune("/mnt/x")
     assert done == {"max_background": 64, "congestion_threshold": 48}
     assert [w for w in writes if w[0] != "read_ahead_kb"] == [
-        ("congestion_threshold", 1), ("max_background", 64), ("congestion_threshold", 48)]
+        ("max_background", 64), ("congestion_threshold", 48)]
     assert (conn / "max_background").read_text() == "64"
+
+
+def test_a_refused_queue_leaves_the_threshold_alone(monkeypatch, tmp_path):
+    conn = tmp_path / "connections" / "4242"
+    conn.mkdir(parents=True)
+    (conn / "congestion_threshold").write_text("9")
+    writes = []
+
+    def refuse_queue(path, value):
+        writes.append(path.name)
+        return path.name not in ("max_background", "read_ahead_kb")
+
+    monkeypatch.setattr(mounts, "mounted_at", lambda path: _entry("0:4242"))
+    monkeypatch.setattr(mounts, "is_mounted", lambda path: True)
+    monkeypatch.setattr(kernel, "FUSECTL", tmp_path / "connections")
+    monkeypatch.setattr(kernel, "_write", refuse_queue)
+    assert kernel.tune("/mnt/x") == {}
+    assert "congestion_threshold" not in writes
+    assert (conn / "congestion_threshold").read_text() == "9"
