@@ -199,10 +199,11 @@ class Downloads:
     async def read_direct(self, entity: Entity, start: int, end: int) -> bytes:
         """One ranged read of exactly ``[start, end)``, outside any window."""
         buf = await self.budget.alloc_direct(end - start)
+        view = buf.view(end - start)
         try:
-            view = buf.view(end - start)
             await self.fill(entity, start, view)
             self.stats["direct"] += 1
             return bytes(view)
         finally:
+            view.release()          # else the buffer counts as still shown and is not reused
             self.budget.free(buf, direct=True)

@@ -20,7 +20,10 @@ thread; worker threads only fill buffers they were handed.
   When the last open file closes, the free buffers stay for ``trim_delay_s`` (the next file
   of a job reading one after another reuses them instead of page-faulting fresh, zeroed
   memory: that zeroing was a third of the daemon's CPU with four readers), then
-  ``trim_later`` unmaps them if no file was opened meanwhile.
+  ``trim_later`` unmaps them if no file was opened meanwhile. A buffer given back while a
+  view of it is still alive (a read's reply of the part whose last reference just dropped)
+  is held aside, still accounted, and joins the free list once the view is gone: it is never
+  reused under a reply, never unmapped while shown, and never left out of the account.
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ class MemoryBudget:
         self.peak = 0
         self._free: dict[int, list[Buffer]] = {}
         self._free_bytes = 0
+        self._held: list[Buffer] = []  # given back while a view of them was still alive
         self._owners: weakref.WeakSet = weakref.WeakSet()
         self._changed = trio.Event()
         self.stats = {"refused": 0, "reclaimed": 0, "direct": 0, "direct_waits": 0,
@@ -181,6 +185,7 @@ class MemoryBudget:
 
     def try_alloc(self, n: int, owner: Owner | None = None) -> Buffer | None:
         """A buffer for prefetching ``n`` bytes, or None when the budget is spent."""
+        self._reap_held()
         if n > MIN_POOLED:
             buf = self._take_free(size_class(n))
             if buf is not None:
@@ -212,6 +217,7 @@ class MemoryBudget:
     async def alloc_direct(self, n: int) -> Buffer:
         """A buffer for a read that must be served now; waits only for other direct reads."""
         self.stats["direct"] += 1
+        self._reap_held()
         need = size_class(n) if n > MIN_POOLED else n
         while True:
             if n > MIN_POOLED:
@@ -230,18 +236,37 @@ class MemoryBudget:
             await self._changed.wait()
 
     def free(self, buf: Buffer, direct: bool = False) -> None:
-        """Give a buffer back: kept for reuse while the free list is small, else unmapped."""
+        """Give a buffer back: kept for reuse while the free list is small, else unmapped.
+        A buffer a reply still shows (the last reference to a part dropped while its read
+        returns a view of it) is held aside, still accounted, until that view is gone."""
         if direct:
             self.direct_used -= buf.capacity
-        if (buf.pooled and self._free_bytes + buf.capacity <= self.keep_free
-                and not buf.exported()):          # never reuse memory a reply still shows
+        if buf.pooled and buf.exported():
+            self._held.append(buf)
+        else:
+            self._keep_or_unmap(buf)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _keep_or_unmap(self, buf: Buffer) -> None:
+        if buf.pooled and self._free_bytes + buf.capacity <= self.keep_free:
             self._free.setdefault(buf.capacity, []).append(buf)
             self._free_bytes += buf.capacity
         else:
             buf.close()
             self.used -= buf.capacity
-        self._changed.set()
-        self._changed = trio.Event()
+
+    def _reap_held(self) -> None:
+        """Held buffers whose views are gone join the free list (or are unmapped)."""
+        if not self._held:
+            return
+        still = []
+        for buf in self._held:
+            if buf.exported():
+                still.append(buf)
+            else:
+                self._keep_or_unmap(buf)
+        self._held = still
 
     def trim_later(self) -> None:
         """No file is open: unmap the free buffers in ``trim_delay_s`` unless one is opened
@@ -265,6 +290,7 @@ class MemoryBudget:
 
     def trim(self) -> None:
         """Unmap every free buffer (e.g. when the mount goes idle)."""
+        self._reap_held()
         for cls, bucket in self._free.items():
             while bucket:
                 bucket.pop().close()

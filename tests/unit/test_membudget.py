@@ -194,3 +194,47 @@ def test_buffers_outlive_the_last_close_briefly_then_are_unmapped():
         assert b.used == 0 and b._free_bytes == 0
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_buffer_given_back_while_a_reply_shows_it_stays_accounted_then_is_reused():
+    """The last reference to a part can drop while a read returns a view of it: that memory
+    is neither reused (the reply would change under its reader) nor forgotten by the account
+    (it is still mapped), and once the view is gone the next allocation reuses it instead of
+    mapping fresh pages."""
+    b = MemoryBudget(64 * MiB, direct_reserve=4 * MiB)
+    buf = b.try_alloc(8 * MiB)
+    buf.view()[:4] = b"data"
+    reply = buf.view(4).toreadonly()
+    b.free(buf)
+    assert b.used == 8 * MiB                        # still mapped, still counted
+    other = b.try_alloc(8 * MiB)
+    assert other is not buf and bytes(reply) == b"data"
+    assert b.used == 16 * MiB and b.stats["allocated"] == 2
+    reply.release()
+    b.free(other)
+    again = [b.try_alloc(8 * MiB), b.try_alloc(8 * MiB)]
+    assert buf in again and other in again and b.stats["allocated"] == 2
+    for x in again:
+        b.free(x)
+    b.trim()
+    assert b.used == 0
+
+
+def test_a_direct_read_gives_its_buffer_back_for_reuse():
+    """``read_direct`` lets go of its view before freeing: the next direct read of the same
+    size reuses the mapping."""
+    from synfs.read.downloads import Downloads
+    from tests.unit.test_prefetch import DataRemote, blob
+
+    remote = DataRemote()
+    data = blob(4 * MiB, seed=3)
+    ent = remote.entity(1, data)
+    downloads = Downloads(remote, MemoryBudget(64 * MiB))
+
+    async def main():
+        assert await downloads.read_direct(ent, 0, 2 * MiB) == data[:2 * MiB]
+        assert await downloads.read_direct(ent, MiB, 3 * MiB) == data[MiB:3 * MiB]
+        assert downloads.budget.stats["allocated"] == 1
+        assert downloads.budget.stats["reused"] == 1
+
+    trio.run(main)
