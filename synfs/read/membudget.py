@@ -17,10 +17,11 @@ thread; worker threads only fill buffers they were handed.
   that must be served now) may use the whole limit and waits for other direct reads to
   finish, which always happens, so the read path cannot deadlock on memory.
   ``fair_share()`` is the window an open file may grow to while others are reading too.
-  When the last open file closes, the free buffers stay for ``trim_delay_s`` (the next file
-  of a job reading one after another reuses them instead of page-faulting fresh, zeroed
-  memory: that zeroing was a third of the daemon's CPU with four readers), then
-  ``trim_later`` unmaps them if no file was opened meanwhile. A buffer given back while a
+  When the last open file closes, the free buffers stay (the next file of a job reading one
+  after another reuses them instead of page-faulting fresh, zeroed memory: that zeroing was a
+  third of the daemon's CPU with four readers); ``trim_delay_s`` (5 s) later they are lent to
+  the kernel (``MADV_FREE``: it takes their pages whenever it needs memory, at no cost, and
+  a buffer reused before that costs nothing), ``release_delay_s`` (5 min) later unmapped. A buffer given back while a
   view of it is still alive (a read's reply of the part whose last reference just dropped)
   is held aside, still accounted, and joins the free list once the view is gone: it is never
   reused under a reply, never unmapped while shown, and never left out of the account.
@@ -90,6 +91,16 @@ class Buffer:
             return True
         return False
 
+    def lend(self) -> bool:
+        """Pages the kernel may reclaim at no cost (``MADV_FREE``); False where unsupported."""
+        if not self.pooled or not hasattr(mmap, "MADV_FREE"):
+            return False
+        try:
+            self._mem.madvise(mmap.MADV_FREE)
+        except (OSError, ValueError):
+            return False
+        return True
+
     def close(self) -> None:
         if self.pooled:
             try:
@@ -101,7 +112,7 @@ class Buffer:
 class MemoryBudget:
     def __init__(self, limit: int, *, direct_reserve: int | None = None,
                  keep_free: int | None = None, idle_s: float = 1.0, trim_delay_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 release_delay_s: float = 300.0, clock: Callable[[], float] = time.monotonic):
         if limit <= 0:
             raise ValueError("the memory budget must be positive")
         self.limit = limit
@@ -110,6 +121,7 @@ class MemoryBudget:
         self.keep_free = keep_free if keep_free is not None else limit
         self.idle_s = idle_s
         self.trim_delay_s = trim_delay_s
+        self.release_delay_s = release_delay_s
         self._trim_pending = False
         self._last_unregister = clock()
         self.clock = clock
@@ -122,7 +134,7 @@ class MemoryBudget:
         self._owners: weakref.WeakSet = weakref.WeakSet()
         self._changed = trio.Event()
         self.stats = {"refused": 0, "reclaimed": 0, "direct": 0, "direct_waits": 0,
-                      "allocated": 0, "reused": 0}
+                      "allocated": 0, "reused": 0, "lent": 0}
 
     def __repr__(self) -> str:
         return (f"MemoryBudget(limit={self.limit}, used={self.used}, free={self._free_bytes}, "
@@ -269,24 +281,43 @@ class MemoryBudget:
         self._held = still
 
     def trim_later(self) -> None:
-        """No file is open: unmap the free buffers in ``trim_delay_s`` unless one is opened
-        again by then (trio thread; one pending trim at a time)."""
+        """No file is open: ``trim_delay_s`` later the free buffers are lent to the kernel
+        (``lend``), ``release_delay_s`` later unmapped (``trim``), unless a file is open by
+        then; each delay counts from the last close (trio thread; one pending at a time)."""
         if self._trim_pending:
             return
         self._trim_pending = True
         trio.lowlevel.spawn_system_task(self._trim_when_idle, name="memory budget trim")
 
     async def _trim_when_idle(self) -> None:
+        lent_after = None               # the last close the free buffers were lent after
         try:
             while True:
-                await trio.sleep(self.trim_delay_s)
-                if self.owners():
-                    return              # in use again: the next last close schedules anew
-                if self.clock() - self._last_unregister >= self.trim_delay_s:
+                lent = lent_after == self._last_unregister
+                idle = self.clock() - self._last_unregister
+                due = self.release_delay_s if lent else self.trim_delay_s
+                if idle < due:      # wakes every trim_delay_s at most: a later close counts
+                    await trio.sleep(min(due - idle, self.trim_delay_s))
+                    if self.owners():
+                        return          # in use again: the next last close schedules anew
+                elif not lent:
+                    self.lend()
+                    lent_after = self._last_unregister
+                else:
                     self.trim()
                     return
         finally:
             self._trim_pending = False
+
+    def lend(self) -> None:
+        """Let the kernel take the free buffers' pages back whenever it needs memory
+        (``MADV_FREE``) while they stay mapped: reused before that, they cost nothing; taken,
+        they come back as fresh zeroed pages (every buffer is written before it is read)."""
+        self._reap_held()
+        for bucket in self._free.values():
+            for buf in bucket:
+                if buf.lend():
+                    self.stats["lent"] += 1
 
     def trim(self) -> None:
         """Unmap every free buffer (e.g. when the mount goes idle)."""

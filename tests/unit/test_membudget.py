@@ -171,12 +171,15 @@ def test_a_kept_larger_buffer_serves_a_smaller_request_instead_of_a_new_mapping(
     assert b.try_alloc(16 * MiB) in bufs and b.stats["allocated"] == 2
 
 
-def test_buffers_outlive_the_last_close_briefly_then_are_unmapped():
+def test_buffers_outlive_the_last_close_are_lent_to_the_kernel_then_unmapped():
     """A job reading files one after another reuses the buffers of the previous file; once no
-    file was open for ``trim_delay_s``, they go back to the system."""
+    file was open for ``trim_delay_s`` the kernel may take their pages (``MADV_FREE``) while
+    they stay for reuse, and after ``release_delay_s`` they are unmapped. Each delay counts
+    from the last close."""
 
     async def main():
-        b = MemoryBudget(64 * MiB, trim_delay_s=5.0, clock=trio.current_time)
+        b = MemoryBudget(64 * MiB, trim_delay_s=5.0, release_delay_s=300.0,
+                         clock=trio.current_time)
         first = Owner(b, trio.current_time)
         buf = b.try_alloc(8 * MiB)
         b.free(buf)
@@ -189,8 +192,21 @@ def test_buffers_outlive_the_last_close_briefly_then_are_unmapped():
         b.unregister(second)
         b.trim_later()
         await trio.sleep(4.5)
-        assert b.used == 8 * MiB                   # not yet: the delay counts from the close
+        assert b.stats["lent"] == 0                # not yet: the delay counts from the close
+        await trio.sleep(1.0)
+        assert b.stats["lent"] == 1 and b.used == 8 * MiB      # lent, still mapped
+        buf.view()[:5] = b"again"                  # a lent buffer is written before reuse
+        assert bytes(buf.view(5)) == b"again"
+        third = Owner(b, trio.current_time)
+        assert b.try_alloc(8 * MiB) is buf and b.stats["allocated"] == 1
+        b.free(buf)
+        b.unregister(third)
+        b.trim_later()
         await trio.sleep(6.0)
+        assert b.stats["lent"] == 2 and b.used == 8 * MiB
+        await trio.sleep(290.0)
+        assert b.used == 8 * MiB                   # 296 s after the last close
+        await trio.sleep(10.0)
         assert b.used == 0 and b._free_bytes == 0
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
