@@ -19,12 +19,13 @@ thread; worker threads only fill buffers they were handed.
   ``fair_share()`` is the window an open file may grow to while others are reading too.
   When the last open file closes, the free buffers stay (the next file of a job reading one
   after another reuses them instead of page-faulting fresh, zeroed memory: that zeroing was a
-  third of the daemon's CPU with four readers); ``trim_delay_s`` (5 s) later they are lent to
-  the kernel (``MADV_FREE``: it takes their pages whenever it needs memory, at no cost, and
-  a buffer reused before that costs nothing), ``release_delay_s`` (5 min) later unmapped. A buffer given back while a
-  view of it is still alive (a read's reply of the part whose last reference just dropped)
-  is held aside, still accounted, and joins the free list once the view is gone: it is never
-  reused under a reply, never unmapped while shown, and never left out of the account.
+  third of the daemon's CPU with four readers); ``trim_delay_s`` (5 s) later they are lent
+  to the kernel (``MADV_FREE``: it takes their pages whenever it needs memory, at no cost,
+  and a buffer reused before that costs nothing), ``release_delay_s`` (5 min) later they are
+  unmapped. A buffer given back while a view of it is still alive (a read's reply of the
+  part whose last reference just dropped) is held aside, still accounted, and joins the free
+  list once the view is gone: never reused under a reply, never unmapped while shown, never
+  left out of the account.
 """
 
 from __future__ import annotations
