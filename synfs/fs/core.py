@@ -346,9 +346,10 @@ class Filesystem:
                "kernel_inodes": len(self.tree.lookups)}
         if self.tree.store is not None:
             out["metadata_store"] = self.tree.store.status()
-        cache = getattr(self.remote, "status", None)
-        if callable(cache):
-            out.update(cache())
+        downloads = getattr(self.remote, "downloads", None)
+        for part in (getattr(self.remote, "status", None), getattr(downloads, "status", None)):
+            if callable(part):      # read memory, part downloads and the disk cache, if any
+                out.update(part())
         return out
 
     # ---- extended attributes ---------------------------------------------------------------

@@ -188,12 +188,13 @@ class Downloads:
     def status(self) -> dict:
         """Memory, download and cache counters (for ``synfs status``)."""
         b = self.budget
-        out = {"memory": {"limit": b.limit, "used": b.used, "peak": b.peak,
-                          "direct": b.direct_used, **b.stats},
-               "downloads": dict(self.stats)}
+        out = {"memory": {"used_bytes": b.used, "limit_bytes": b.limit, "peak_bytes": b.peak,
+                          "direct_bytes": b.direct_used, **b.stats},
+               "downloads": {k: v for k, v in self.stats.items() if k != "bytes"}
+               | {"received_bytes": self.stats["bytes"]}}
         if self.cache is not None:
-            out["cache"] = {"dir": str(self.cache.dir), "bytes": self.cache.total,
-                            "limit": self.cache.max_bytes, **dict(self.cache.stats)}
+            out["cache"] = {"used_bytes": self.cache.total, "size_bytes": self.cache.max_bytes,
+                            "dir": str(self.cache.dir), **dict(self.cache.stats)}
         return out
 
     async def read_direct(self, entity: Entity, start: int, end: int) -> bytes:

@@ -41,6 +41,12 @@ def test_status_of_a_live_mount(world, service_mounts):
     assert item["requests"]["synapse"] > 0
     assert item["auth"] == {"state": "accepted"} and item["mine"] is True
     assert item["rate_limit"]["limit"] == "600 per 60s" and item["rate_limit"]["waiting"] == 0
+    # the read path's counters: memory budget and the part downloads that served the read
+    mem = item["memory"]
+    assert mem["limit_bytes"] == 512 << 20 and 0 <= mem["used_bytes"] <= mem["peak_bytes"]
+    assert mem["peak_bytes"] >= len(world.data)          # the part that held the file
+    assert item["downloads"]["received_bytes"] >= len(world.data)
+    assert item["downloads"]["gets"] >= 1
     text = json.dumps(item)
     assert world.owner.token not in text
     assert "secretAccessKey" not in text and "sessionToken" not in text
@@ -51,6 +57,8 @@ def test_status_of_a_live_mount(world, service_mounts):
     assert out.startswith(f"{m.path}: {world.sts} \"synapse-sts\" - answering")
     assert f"storage location {world.sts_loc} (read_only, s3://" in out
     assert re.search(r"^  errors +0 failures$", out, re.M), out
+    assert re.search(r"^  memory +used [\d.]+ [KMG]?i?B, limit 512\.0 MiB, peak ", out, re.M), out
+    assert re.search(r"^  downloads +.*gets \d+.*received [\d.]+ [KMG]?i?B", out, re.M), out
 
     listing = status()        # every mount on the machine (others' may be unhealthy)
     assert str(m.path) in listing.stdout
