@@ -7,8 +7,10 @@ thread; worker threads only fill buffers they were handed.
 * ``Buffer``: one read buffer. Buffers of 64 KiB or more are anonymous ``mmap`` regions in
   power-of-two size classes (huge pages where the kernel allows), kept in a free list and
   reused, so a sequential read does not page-fault its way through fresh memory and memory
-  given back is really returned to the kernel (no malloc arena fragmentation). Smaller ones
-  are plain ``bytearray`` objects.
+  given back is really returned to the kernel (no malloc arena fragmentation). A kept buffer
+  serves its class or the next one up whole; a much larger one serves a small part only when
+  no new buffer fits, shrunk in place (``mremap``) to the part's class, so the budget never
+  counts 32 MiB for a 1 MiB part. Smaller ones are plain ``bytearray`` objects.
 * ``MemoryBudget``: accounts every buffer it handed out *and* every free buffer it keeps.
   ``try_alloc`` (prefetch) never waits and never takes the last ``direct_reserve`` bytes; when
   it fails it first drops free buffers, then asks idle owners (open files that have not read
@@ -92,6 +94,18 @@ class Buffer:
             return True
         return False
 
+    def shrink(self, capacity: int) -> bool:
+        """Keep only the first ``capacity`` bytes (``mremap``: their pages stay as they are, the
+        tail's go back to the system); False while a view is alive or where unsupported."""
+        if not self.pooled or capacity >= self.capacity:
+            return False
+        try:
+            self._mem.resize(capacity)
+        except (BufferError, OSError, ValueError, SystemError):
+            return False
+        self.capacity = capacity
+        return True
+
     def lend(self) -> bool:
         """Pages the kernel may reclaim at no cost (``MADV_FREE``); False where unsupported."""
         if not self.pooled or not hasattr(mmap, "MADV_FREE"):
@@ -135,7 +149,7 @@ class MemoryBudget:
         self._owners: weakref.WeakSet = weakref.WeakSet()
         self._changed = trio.Event()
         self.stats = {"refused": 0, "reclaimed": 0, "direct": 0, "direct_waits": 0,
-                      "allocated": 0, "reused": 0, "lent": 0}
+                      "allocated": 0, "reused": 0, "shrunk": 0, "lent": 0}
 
     def __repr__(self) -> str:
         return (f"MemoryBudget(limit={self.limit}, used={self.used}, free={self._free_bytes}, "
@@ -161,14 +175,18 @@ class MemoryBudget:
         return (self.limit - self.direct_reserve) // max(1, self.active_owners())
 
     # ---- allocation ------------------------------------------------------------------
-    def _take_free(self, cls: int) -> Buffer | None:
-        """A kept buffer of class ``cls``, else of the smallest larger class kept: reusing a
-        larger buffer costs nothing (it is accounted already), unmapping it to map a smaller
-        one costs page faults and zeroing now and again when the larger size is needed."""
-        for have in sorted(c for c, bucket in self._free.items() if bucket and c >= cls):
+    def _take_free(self, cls: int, *, most: int | None = None) -> Buffer | None:
+        """A kept buffer for class ``cls``: of that class or the smallest larger one up to
+        ``most``, whole; or, with ``most=None``, of any larger class, shrunk in place to ``cls``
+        (its first pages reused as they are, the budget counting only what the part needs)."""
+        for have in sorted(c for c, bucket in self._free.items()
+                           if bucket and c >= cls and (most is None or c <= most)):
             buf = self._free[have].pop()
             self._free_bytes -= have
             self.stats["reused"] += 1
+            if most is None and have > cls and buf.shrink(cls):
+                self.used -= have - cls
+                self.stats["shrunk"] += 1
             return buf
         return None
 
@@ -199,11 +217,17 @@ class MemoryBudget:
     def try_alloc(self, n: int, owner: Owner | None = None) -> Buffer | None:
         """A buffer for prefetching ``n`` bytes, or None when the budget is spent."""
         self._reap_held()
+        need = size_class(n) if n > MIN_POOLED else n
         if n > MIN_POOLED:
-            buf = self._take_free(size_class(n))
+            # kept buffers are reused (a new mapping costs page faults and zeroing), but one
+            # much larger than the part is left for a larger part while a new one fits: kept
+            # whole, one fast reader's 32 MiB buffers took all the budget from four files'
+            # first 1 MiB parts and their reads fell back to direct GETs
+            buf = self._take_free(need, most=2 * need)
+            if buf is None and not self._fits(need, self._ceiling()):
+                buf = self._take_free(need)
             if buf is not None:
                 return buf
-        need = size_class(n) if n > MIN_POOLED else n
         if not self._fits(need, self._ceiling()):
             self._drop_free(need)
         if not self._fits(need, self._ceiling()):

@@ -158,17 +158,50 @@ def test_limit_must_be_positive():
         MemoryBudget(0)
 
 
-def test_a_kept_larger_buffer_serves_a_smaller_request_instead_of_a_new_mapping():
-    """With the budget full of kept 16 MiB buffers, a 1 MiB part takes one of them: no buffer
-    is unmapped and mapped again (fresh pages cost a fault and zeroing each)."""
-    b = MemoryBudget(40 * MiB, direct_reserve=4 * MiB)
+def test_a_full_budget_serves_a_small_part_from_a_kept_larger_buffer_shrunk_to_its_class():
+    """With the budget full of kept 16 MiB buffers, a 1 MiB part takes one of them shrunk in
+    place to 1 MiB: no new mapping, and the budget counts 1 MiB, not 16, so the room it
+    frees serves other parts (kept whole, it starved them)."""
+    b = MemoryBudget(34 * MiB, direct_reserve=2 * MiB)
     bufs = [b.try_alloc(16 * MiB) for _ in range(2)]
     for buf in bufs:
         b.free(buf)
     small = b.try_alloc(MiB)
-    assert small in bufs and small.capacity == 16 * MiB
-    assert b.stats["allocated"] == 2 and b.used == 32 * MiB
-    assert b.try_alloc(16 * MiB) in bufs and b.stats["allocated"] == 2
+    assert small in bufs and small.capacity == MiB and len(small.view()) == MiB
+    assert b.stats["allocated"] == 2 and b.stats["shrunk"] == 1 and b.used == 17 * MiB
+    other = b.try_alloc(16 * MiB)
+    assert other in bufs and other is not small and b.stats["allocated"] == 2
+    assert b.try_alloc(8 * MiB) is not None and b.stats["refused"] == 0   # the room freed
+    assert b.stats["allocated"] == 3 and b.used == 25 * MiB
+
+
+def test_with_room_a_small_part_gets_its_own_buffer_and_kept_large_ones_wait_for_large_parts():
+    """Kept buffers up to twice the part's class are taken whole; much larger ones are left
+    for the larger parts that follow while a new small mapping fits."""
+    b = MemoryBudget(512 * MiB, direct_reserve=64 * MiB)
+    big = [b.try_alloc(32 * MiB) for _ in range(4)]
+    for buf in big:
+        b.free(buf)
+    small = b.try_alloc(MiB)
+    assert small not in big and small.capacity == MiB and b.stats["shrunk"] == 0
+    half = b.try_alloc(16 * MiB)
+    assert half in big and half.capacity == 32 * MiB           # one class up: whole
+    assert b.try_alloc(32 * MiB) in big and b.stats["allocated"] == 5
+
+
+def test_four_files_first_parts_do_not_take_all_the_budget_as_whole_kept_buffers():
+    """One fast reader left ten 32 MiB buffers filling the budget; four files then start with
+    1 MiB parts. The first shrinks a kept buffer to 1 MiB, the others fit beside it, and
+    nothing is refused (kept whole, ten 1 MiB parts held 320 MiB and six were refused)."""
+    b = MemoryBudget(352 * MiB, direct_reserve=32 * MiB)
+    bufs = [b.try_alloc(32 * MiB) for _ in range(10)]
+    for buf in bufs:
+        b.free(buf)
+    parts = [b.try_alloc(MiB) for _ in range(4 * 4)]          # four files, four parts each
+    assert all(p is not None for p in parts) and b.stats["refused"] == 0
+    assert b.stats["shrunk"] == 1 and b.stats["allocated"] == 10 + 15
+    assert b.used == 9 * 32 * MiB + 16 * MiB
+    assert b.try_alloc(32 * MiB) in bufs                       # kept for the next big parts
 
 
 def test_buffers_outlive_the_last_close_are_lent_to_the_kernel_then_unmapped():
