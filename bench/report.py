@@ -150,14 +150,17 @@ def markdown(res: dict, notes: str = "", cluster_json: Path = Path("/nonexistent
         lines.append("")
     r = res.get("random")
     if r:
+        reps = len((r.get("all_iops") or {}).get("synfs") or [1])
         lines += ["### 3. Random 256 KiB reads over the 1 GiB file (fio psync, O_DIRECT, QD1, "
-                  f"{r['runtime_s']} s)", "", "| tool | IOPS | MiB/s | daemon peak RSS |",
-                  "|---|---|---|---|"]
+                  f"{r['runtime_s']} s; median of {reps} interleaved runs)", "",
+                  "| tool | IOPS | vs direct | MiB/s | daemon peak RSS |",
+                  "|---|---|---|---|---|"]
         for tool in ("synfs", "direct", "rclone"):
             rss = r["peak_rss"].get(tool)
             name = "direct boto3 (one 256 KiB ranged GET at a time)" if tool == "direct" \
                 else _tool(tool)
-            lines.append(f"| {name} | {r['iops'][tool]:.0f} | {r['mib_s'][tool]:.1f} | "
+            lines.append(f"| {name} | {r['iops'][tool]:.0f} | "
+                         f"{r['iops'][tool] / r['iops']['direct']:.2f}x | {r['mib_s'][tool]:.1f} | "
                          f"{'-' if not rss else f'{rss / MiB:.0f} MiB'} |")
         lines.append("")
     r = res.get("copy")

@@ -119,34 +119,49 @@ class DataBench:
 
     # ---- scenario 3 -------------------------------------------------------------------------
     def random_reads(self, syn: SynfsMount, rc: RcloneMount, runtime: int = 8) -> None:
-        out: dict = {"runtime_s": runtime, "iops": {}, "mib_s": {}, "peak_rss": {}}
-        for tool, m in (("synfs", syn), ("rclone", rc)):
-            drop_caches()
-            reset_peak(m.pid)
-            res = subprocess.run(
-                ["fio", "--name=rand", f"--filename={m.path / 'seq/one-GiB.bin'}",
-                 "--rw=randread", "--bs=256k", "--size=1G", f"--runtime={runtime}",
-                 "--time_based", "--ioengine=psync", "--iodepth=1", "--numjobs=1",
-                 "--direct=1", "--readonly", "--randrepeat=0",
-                 "--output-format=json"], capture_output=True, text=True, check=True)
-            job = json.loads(res.stdout)["jobs"][0]["read"]
-            out["iops"][tool] = job["iops"]
-            out["mib_s"][tool] = job["bw_bytes"] / MiB
-            out["peak_rss"][tool] = peak_rss(m.pid)
-            self.log(f"  random {tool}: {job['iops']:.0f} IOPS")
+        """Interleaved like scenarios 1-2: each repetition runs the three tools in a rotated
+        order, and the table shows each tool's median IOPS (every run is in the JSON)."""
+        runs: dict[str, list[float]] = {"synfs": [], "direct": [], "rclone": []}
+        peaks = {"synfs": 0, "rclone": 0}
+        rng = random.Random(5)
+        for rep in range(self.reps):
+            order = ["synfs", "direct", "rclone"]
+            for tool in order[rep % 3:] + order[:rep % 3]:
+                drop_caches()
+                if tool == "direct":
+                    iops = self._random_direct(rng, runtime)
+                else:
+                    m = syn if tool == "synfs" else rc
+                    reset_peak(m.pid)
+                    iops = self._random_fio(m, runtime)
+                    peaks[tool] = max(peaks[tool], peak_rss(m.pid) or 0)
+                runs[tool].append(iops)
+                self.log(f"  random {tool}: {iops:.0f} IOPS")
+        iops = {k: statistics.median(v) for k, v in runs.items()}
+        self.results["random"] = {
+            "runtime_s": runtime, "iops": iops, "all_iops": runs,
+            "mib_s": {k: v * 256 * 1024 / MiB for k, v in iops.items()},
+            "peak_rss": {k: v or None for k, v in peaks.items()}}
+
+    def _random_fio(self, m, runtime: int) -> float:
+        res = subprocess.run(
+            ["fio", "--name=rand", f"--filename={m.path / 'seq/one-GiB.bin'}",
+             "--rw=randread", "--bs=256k", "--size=1G", f"--runtime={runtime}",
+             "--time_based", "--ioengine=psync", "--iodepth=1", "--numjobs=1",
+             "--direct=1", "--readonly", "--randrepeat=0",
+             "--output-format=json"], capture_output=True, text=True, check=True)
+        return json.loads(res.stdout)["jobs"][0]["read"]["iops"]
+
+    def _random_direct(self, rng: random.Random, runtime: int) -> float:
         key, size = self.obj("seq/one-GiB.bin")
-        rng, n, started = random.Random(5), 0, time.monotonic()
+        n, started = 0, time.monotonic()
         while time.monotonic() - started < runtime:
             off = rng.randrange(0, size - 256 * 1024) // 4096 * 4096
             body = self.s3.get_object(Bucket=self.lay["bucket"], Key=key,
                                       Range=f"bytes={off}-{off + 256 * 1024 - 1}")["Body"]
             assert len(body.read()) == 256 * 1024
             n += 1
-        elapsed = time.monotonic() - started
-        out["iops"]["direct"] = n / elapsed
-        out["mib_s"]["direct"] = n * 256 * 1024 / elapsed / MiB
-        self.log(f"  random direct: {n / elapsed:.0f} IOPS")
-        self.results["random"] = out
+        return n / (time.monotonic() - started)
 
     # ---- scenario 4 -------------------------------------------------------------------------
     def copy_tree(self, rc_factory, syn_factory) -> None:

@@ -51,3 +51,16 @@ def test_cpu_table_is_per_gib_for_daemon_client_and_server():
     assert "| direct boto3 client | - | 0.50 | - | 0.50 |" in text
     assert "| SeaweedFS (weed) | 1.60 | 1.50 | 1.60 | 1.50 |" in text
     assert "missed by 11.8%" in text                 # four files: 0.75x of the 0.85x goal
+
+
+def test_random_reads_table_shows_medians_of_interleaved_runs_and_the_ratio_to_direct():
+    res = run(daemon_cpu=0.45, weed_synfs=1.6)
+    res["random"] = {"runtime_s": 8, "all_iops": {"synfs": [300, 320, 310]},
+                     "iops": {"synfs": 310.0, "direct": 280.0, "rclone": 50.0},
+                     "mib_s": {"synfs": 77.5, "direct": 70.0, "rclone": 12.5},
+                     "peak_rss": {"synfs": 200 * 2**20, "rclone": None}}
+    res["targets"] = targets(res)
+    text = markdown(res)
+    assert "8 s; median of 3 interleaved runs)" in text
+    assert "| synfs | 310 | 1.11x | 77.5 | 200 MiB |" in text
+    assert "| rclone mount (Debian 1.60) | 50 | 0.18x | 12.5 | - |" in text
