@@ -212,3 +212,63 @@ def test_connections_of_a_finished_worker_thread_are_closed(fake):
     gc.collect()
     assert len(seen) == 1 and seen[0].sock is None
     assert reader.read_range(5, 100, "bkt", "k", 0, 10) == DATA[:10]    # this thread's own
+
+
+class TailLateServer:
+    """One keep-alive connection answering each GET with a body of ``size`` bytes, all but
+    the last ``tail`` at once and the tail ``pause`` seconds later."""
+
+    def __init__(self, size: int, tail: int, pause: float):
+        self.body = bytes(range(256)) * (size // 256) + b"z" * (size % 256)
+        self.tail, self.pause, self.requests = tail, pause, 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            f = conn.makefile("rb")
+            while True:
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    line = f.readline()
+                    if not line:
+                        return
+                    head += line
+                self.requests += 1
+                size = len(self.body)
+                conn.sendall(b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-"
+                             + f"{size - 1}/{size}".encode() + b"\r\nContent-Length: "
+                             + str(size).encode() + b"\r\n\r\n" + self.body[:-self.tail])
+                time.sleep(self.pause)
+                conn.sendall(self.body[-self.tail:])
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_body_whose_last_bytes_come_late_and_below_the_wakeup_mark_is_read_at_once():
+    """Large bodies are received waking once per MiB (SO_RCVLOWAT). The last 300 KiB of a
+    3 MiB body arrive 0.3 s after the rest, below the mark: the read still ends when they
+    arrive, not at the 2 s read timeout, and the keep-alive connection serves the next GET
+    (its headers are read with the default mark again)."""
+    from synfs.s3.getclient import LOWAT, GetClient
+
+    server = TailLateServer(3 * LOWAT + 12345, tail=300 * 1024, pause=0.3)
+    client = GetClient(server.url, read_timeout=2.0)
+    creds = StsCredentials(bucket="bkt", base_key=None, access_key_id="AK",
+                           secret_access_key="SK", session_token=None, expiration=None)
+    try:
+        for _ in range(2):
+            out = bytearray(len(server.body))
+            started = time.monotonic()
+            assert client.get_into(creds, "bkt", "k", 0, memoryview(out)) == len(out)
+            assert time.monotonic() - started < 1.5 and bytes(out) == server.body
+        assert server.requests == 2 and len(client._all) == 1
+    finally:
+        client.close()
+        server.close()
