@@ -5,14 +5,15 @@ Owns ``Prefetcher`` (one per open file, trio thread only): it keeps parts coveri
 ahead of the reader. The window starts at ``initial`` (1 MiB + 128 KiB), grows each time the
 reader finishes a part (x4 up to ``RAMP_UNTIL``, then x2: every GET costs milliseconds of
 Python, so the ramp of small parts is kept short), and is capped by ``maximum`` and by the open
-file's fair share of the memory budget; up to ``parallel`` parts of up to ``part_max`` bytes
-download at once, and each part that lands tops the window up, so one slow GET never stalls the
-others. Parts end on a grid, so that readers of the same file share them. Reads inside what is
-held or downloading (small forward and backward seeks, the kernel's out-of-order readahead) are
-served from it; any other read resets the window. Two resets in a row mean random access: then
-only the bytes asked for are fetched until the reads turn sequential again. When the budget
-refuses a part a read needs, the read is served by one direct ranged GET of just its bytes.
-Replies are read-only views of the parts (no copy) unless a read spans parts.
+file's fair share of the memory budget and of ``total`` (all files' windows together); up to
+``parallel`` parts of up to ``part_max`` bytes download at once, and each part that lands tops
+the window up, so one slow GET never stalls the others. Parts end on a grid, so that readers of
+the same file share them. Reads inside what is held or downloading (small forward and backward
+seeks, the kernel's out-of-order readahead) are served from it; any other read resets the
+window. Two resets in a row mean random access: then only the bytes asked for are fetched until
+the reads turn sequential again. When the budget refuses a part a read needs, the read is
+served by one direct ranged GET of just its bytes. Replies are read-only views of the parts (no
+copy) unless a read spans parts.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ RAMP_UNTIL = 16 * MiB              # the window quadruples up to here, then doub
 class ReadaheadPolicy:
     initial: int = MiB + 128 * 1024     # first window after open or a reset
     maximum: int = 128 * MiB            # largest window of one open file (bytes ahead)
+    total: int = 256 * MiB              # the windows of all reading files together
     parallel: int = 4                   # most ranged GETs in flight for one open file
     part_min: int = MiB                 # smallest prefetch part (grid alignment)
     part_max: int = 32 * MiB            # largest single ranged GET
@@ -85,8 +87,13 @@ class Prefetcher:
         self._grow_at = -1
 
     def _cap(self) -> int:
-        return min(self.policy.maximum,
-                   max(self.policy.initial, self.downloads.budget.fair_share()))
+        # the file's fair share of the budget, and of ``total``: beyond two files more memory
+        # does not stream faster (each window is fed by ``parallel`` GETs either way) but
+        # costs page faults and zeroing (four files held 450 MiB and faulted in 200 MiB fresh
+        # after one file's read; at 256 MiB they reuse its buffers and read as fast)
+        budget = self.downloads.budget
+        share = min(budget.fair_share(), self.policy.total // max(1, budget.active_owners()))
+        return min(self.policy.maximum, max(self.policy.initial, share))
 
     def _part_size(self) -> int:
         p = self.policy

@@ -323,3 +323,35 @@ def test_close_lets_in_flight_downloads_finish_and_frees_them():
             await f.read(0, 10)
 
     trio.run(main)
+
+
+def test_the_windows_of_all_files_together_stay_within_the_total():
+    """One file alone grows its window to ``maximum``; four files reading at once share
+    ``total`` (a quarter each), though the budget would give each more, and read exactly."""
+    policy = ReadaheadPolicy(maximum=8 * MiB, total=16 * MiB, part_max=4 * MiB)
+    remote = DataRemote()
+    datas = [blob(24 * MiB + i, seed=i) for i in range(5)]
+    ents = [remote.entity(i + 1, d) for i, d in enumerate(datas)]
+    downloads, open_ = opener(remote, limit=256 * MiB, policy=policy)
+
+    async def read_all(files, idx):
+        outs = [bytearray() for _ in idx]
+        for off in range(0, 24 * MiB + 8, MiB):          # in lockstep, like parallel readers
+            for out, f in zip(outs, files):
+                out += await f.read(off, MiB)
+        return outs
+
+    async def main():
+        alone = open_(ents[0])
+        [out] = await read_all([alone], [0])
+        assert bytes(out) == datas[0] and alone.prefetcher.window == 8 * MiB
+        alone.close()
+        four = [open_(ent) for ent in ents[1:]]
+        outs = await read_all(four, range(1, 5))
+        assert [bytes(o) for o in outs] == datas[1:]
+        assert all(f.prefetcher.window == 4 * MiB for f in four)   # 16 MiB / 4 files
+        assert downloads.budget.fair_share() > 4 * MiB             # the budget allowed more
+        for f in four:
+            f.close()
+
+    trio.run(main)
