@@ -70,6 +70,15 @@ def reset_peak(pid: int) -> None:
         pass
 
 
+def minor_faults(pid: int) -> int:
+    """Minor page faults of ``pid`` so far (``/proc/<pid>/stat`` minflt): pages it touched
+    for the first time, each zeroed by the kernel (and, in a VM, possibly by its host)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -238,7 +238,12 @@ def markdown(res: dict, notes: str = "", cluster_json: Path = Path("/nonexistent
                 busy.append(f"{q[tool]['busy']:.0%}")
         lines += ["| **total** | " + " | ".join(cells) + " |",
                   "| throughput | " + " | ".join(walls) + " |",
-                  f"| machine busy ({cpu['cores']} cores) | " + " | ".join(busy) + " |", ""]
+                  f"| machine busy ({cpu['cores']} cores) | " + " | ".join(busy) + " |"]
+        faults = [f"{q['synfs']['daemon_minflt'] / q['gib']:,.0f}"
+                  if (q := cpu.get(key)) and "daemon_minflt" in q["synfs"] else "-"
+                  for key in ("seq1", "seq4")]
+        lines += [f"| synfs daemon: minor page faults per GiB | {faults[0]} "
+                  f"| - | {faults[1]} | - |", ""]
     if res.get("profile"):
         lines += ["## py-spy profile of the daemon (scenario 1)", "",
                   "`py-spy record --gil`: samples of the thread holding the GIL, i.e. where the "

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from bench import report
 from bench.metadata import MetadataBench
-from bench.mounts import cpu_seconds, drop_caches
+from bench.mounts import cpu_seconds, drop_caches, minor_faults
 from bench.scenarios import DataBench, dd, direct_read, parallel
 from bench.world import ROOT, World
 
@@ -85,10 +85,10 @@ def profile_and_cpu(bench: DataBench, world: World, workdir: Path) -> tuple[dict
         for label, paths, threads in (("seq1", ["seq/one-GiB.bin"], 8), ("seq4", four, 16)):
             gib = sum(bench.lay["files"][p]["size"] for p in paths) / 2**30
             drop_caches()
-            usage0 = os.times()
+            usage0, faults0 = os.times(), minor_faults(syn.pid)
             mine, wall = _accounted({"synfs daemon": syn.pid, **server},
                                     lambda: parallel(lambda p: dd(syn.path / p), paths))
-            usage1 = os.times()
+            usage1, faults1 = os.times(), minor_faults(syn.pid)
             mine["dd (the reader)"] = usage1.children_user + usage1.children_system - (
                 usage0.children_user + usage0.children_system)
             drop_caches()
@@ -98,7 +98,7 @@ def profile_and_cpu(bench: DataBench, world: World, workdir: Path) -> tuple[dict
                                     [bench.obj(p) for p in paths], threads=threads))
             cpu_info[label] = {
                 "gib": gib,
-                "synfs": {"processes": mine, "wall_s": wall,
+                "synfs": {"processes": mine, "wall_s": wall, "daemon_minflt": faults1 - faults0,
                           "busy": min(sum(mine.values()) / (wall * os.cpu_count()), 1.0)},
                 "direct": {"processes": direct, "wall_s": dwall,
                            "busy": min(sum(direct.values()) / (dwall * os.cpu_count()), 1.0)}}

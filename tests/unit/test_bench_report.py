@@ -51,6 +51,11 @@ def test_cpu_table_is_per_gib_for_daemon_client_and_server():
     assert "| direct boto3 client | - | 0.50 | - | 0.50 |" in text
     assert "| SeaweedFS (weed) | 1.60 | 1.50 | 1.60 | 1.50 |" in text
     assert "missed by 11.8%" in text                 # four files: 0.75x of the 0.85x goal
+    assert "| synfs daemon: minor page faults per GiB | - |" in text
+    res["cpu"]["seq1"]["synfs"]["daemon_minflt"] = 2500
+    res["cpu"]["seq4"]["synfs"]["daemon_minflt"] = 60000
+    assert ("| synfs daemon: minor page faults per GiB | 2,500 | - "
+            "| 60,000 | - |") in markdown(res)
 
 
 def test_random_reads_table_shows_medians_of_interleaved_runs_and_the_ratio_to_direct():
