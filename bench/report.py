@@ -212,7 +212,10 @@ def markdown(res: dict, notes: str = "", cluster_json: Path = Path("/nonexistent
         lines += ["## Where the CPU went (scenarios 1 and 2 read once more by each, on a quiet "
                   "machine after the other scenarios)", "",
                   "CPU seconds per GiB read, from `/proc/<pid>/stat` (user + system) of each "
-                  "process; the direct client's are its own process time.", "",
+                  "process; the direct client's are its own process time. synfs reads through a "
+                  "new mount warmed by one read of each scenario (the direct client's process "
+                  "had read both in scenarios 1-2), so both sides are at their steady state; "
+                  "the page-fault row shows what memory the daemon still touched fresh.", "",
                   "| process | 1 file: synfs read | 1 file: direct read | 4 files: synfs read "
                   "| 4 files: direct read |", "|---|---|---|---|---|"]
         per = {k: cpu_per_gib(cpu[k]) for k in ("seq1", "seq4") if cpu.get(k)}

@@ -8,8 +8,9 @@ emulator; rate-limited by design, it is about 10 minutes of mostly waiting); see
 files and run scenarios 1-2; then start scenario 5's three synfs cold runs (each keeps a daemon
 busy with 10 requests a second, so they wait until the sequential reads are measured) and run
 scenarios 3, 4 and 6 meanwhile; scenario 5's warm runs once those are over; then,
-on a quiet machine, one more cold read of scenarios 1 and 2 by synfs and by direct boto3 with
-CPU accounting of every process involved (issue 14's CPU-per-GiB targets), and one under py-spy.
+on a quiet machine, one more cold read of scenarios 1 and 2 by synfs (a new mount, warmed by
+one read of each) and by direct boto3 with CPU accounting of every process involved (issue
+14's CPU-per-GiB targets), and one under py-spy.
 
 ``--reads-only`` runs scenarios 1-3 and 6 and that accounting only (the read path's loop).
 
@@ -76,11 +77,15 @@ def profile_and_cpu(bench: DataBench, world: World, workdir: Path) -> tuple[dict
     syn = bench.synfs("profile-synfs")
     try:
         path = syn.path / "seq/one-GiB.bin"
-        dd(path)                                          # warm the daemon (metadata, STS)
+        four = [f"four/part-{i}.bin" for i in range(4)]
+        # warm the daemon (metadata, STS, its read buffers) with one read of each pattern, as
+        # the direct client's process read both in scenarios 1-2: the accounting then compares
+        # steady states (a fresh daemon's first read of four files page-faults its windows in)
+        dd(path)
+        parallel(lambda p: dd(syn.path / p), four)
         server = {"SeaweedFS (weed)": weed_pid(world),
                   "emulator (REST + S3 proxy)": world.emulator.proc.pid}
         server = {k: p for k, p in server.items() if p}
-        four = [f"four/part-{i}.bin" for i in range(4)]
         cpu_info: dict = {"cores": os.cpu_count()}
         for label, paths, threads in (("seq1", ["seq/one-GiB.bin"], 8), ("seq4", four, 16)):
             gib = sum(bench.lay["files"][p]["size"] for p in paths) / 2**30
