@@ -127,7 +127,8 @@ def markdown(res: dict, notes: str = "", cluster_json: Path = Path("/nonexistent
         f"{m['load_before']} before, {m['load_after']} after; the whole run took "
         f"{m['duration_s'] / 60:.1f} min). One emulator + SeaweedFS, every tool measured "
         "side by side in this one run; medians of "
-        f"{m['reps']} cold-cache repetitions for scenarios 1-2. Raw numbers: "
+        f"{m['reps']} cold-cache repetitions for scenarios 1-2 (after one untimed read of "
+        "their files by each mount) and 3. Raw numbers: "
         "`docs/benchmarks.json`.", "",
         "![benchmarks](benchmarks.png)", "", "## Targets", "",
         "| target | measured | |", "|---|---|---|"]
