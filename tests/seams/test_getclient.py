@@ -103,6 +103,17 @@ def test_slow_answer_within_the_timeout_is_read(fake):
     assert reader.read_range(5, 100, "bkt", "k", 3, 7) == DATA[3:10]
 
 
+def read_head(f) -> bytes | None:
+    """One request's head from a connection's file, or None once the client closed it."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = f.readline()
+        if not line:
+            return None
+        head += line
+    return head
+
+
 class CuttingServer:
     """Answers the first ``cuts`` GETs with a Content-Length it does not keep (the connection
     closes mid-body) or a reset, then proper 206 answers."""
@@ -124,13 +135,7 @@ class CuttingServer:
     def _one(self, conn):
         with conn:
             f = conn.makefile("rb")
-            while True:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = f.readline()
-                    if not line:
-                        return
-                    head += line
+            while (head := read_head(f)) is not None:
                 self.requests += 1
                 m = re.search(rb"(?i)range: bytes=(\d+)-(\d+)", head)
                 start, end = int(m.group(1)), int(m.group(2))
@@ -232,13 +237,7 @@ class TailLateServer:
             return
         with conn:
             f = conn.makefile("rb")
-            while True:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = f.readline()
-                    if not line:
-                        return
-                    head += line
+            while read_head(f) is not None:
                 self.requests += 1
                 size = len(self.body)
                 conn.sendall(b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-"
