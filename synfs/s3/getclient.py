@@ -127,41 +127,29 @@ def recv_body(resp: http.client.HTTPResponse, out: memoryview, timeout: float) -
             raise ShortBody(f"body ended after {got} of {want} bytes")
         return got
     got = buffered.readinto(out[:min(len(buffered.peek(1)), want)]) if want else 0
-    old = sock.gettimeout()
-    lowat = False
+    # wake per LOWAT bytes received, not per segment, then the last LOWAT bytes with the
+    # default mark: bytes that can never reach the mark would never wake the thread
+    stages = [(want - LOWAT, LOWAT)] if want - LOWAT - got >= LOWAT else []
+    stages.append((want, 1))
+    old, current = sock.gettimeout(), 1     # a connection's mark is 1 between bodies
     try:
         sock.settimeout(None)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                         struct.pack("ll", int(timeout), int(timeout % 1 * 1e6)))
-        # wake per LOWAT bytes received, not per segment; the last LOWAT bytes are received
-        # with the default mark: data that can never reach the mark would never wake us
-        split = want - LOWAT
-        if split - got >= LOWAT:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, LOWAT)
-            lowat = True
-            while got < split:
-                n = sock.recv_into(out[got:split], split - got, socket.MSG_WAITALL)
+        for end, mark in stages:
+            if mark != current:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, mark)
+                current = mark
+            while got < end:
+                n = sock.recv_into(out[got:end], end - got, socket.MSG_WAITALL)
                 if not n:
                     break
                 got += n
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
-            lowat = False
-        while got < want:
-            n = sock.recv_into(out[got:], want - got, socket.MSG_WAITALL)
-            if not n:
-                break
-            got += n
-    except OSError as exc:          # the receive timeout (EAGAIN) or a reset
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
+        sock.settimeout(old)
+    except OSError as exc:          # the receive timeout (EAGAIN), a reset, or the options
         raise ShortBody(f"body read failed after {got} of {want} bytes: "
-                        f"{type(exc).__name__}") from None
-    finally:
-        try:
-            if lowat:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 0))
-            sock.settimeout(old)
-        except OSError:
-            pass                    # the connection failed: it is discarded, never reused
+                        f"{type(exc).__name__}") from None     # the connection is discarded
     if got < want:
         raise ShortBody(f"body ended after {got} of {want} bytes")
     resp.length -= got
