@@ -214,18 +214,22 @@ class MemoryBudget:
     def _fits(self, n: int, ceiling: int) -> bool:
         return self.used + n <= ceiling
 
+    def _reuse(self, need: int, ceiling: int) -> Buffer | None:
+        """A kept buffer for class ``need``: reused (a new mapping costs page faults and
+        zeroing), but one much larger than the part is left for a larger part while a new one
+        fits under ``ceiling``: kept whole, one fast reader's 32 MiB buffers took all the
+        budget from four files' first 1 MiB parts and their reads fell back to direct GETs."""
+        buf = self._take_free(need, most=2 * need)
+        if buf is None and not self._fits(need, ceiling):
+            buf = self._take_free(need)
+        return buf
+
     def try_alloc(self, n: int, owner: Owner | None = None) -> Buffer | None:
         """A buffer for prefetching ``n`` bytes, or None when the budget is spent."""
         self._reap_held()
         need = size_class(n) if n > MIN_POOLED else n
         if n > MIN_POOLED:
-            # kept buffers are reused (a new mapping costs page faults and zeroing), but one
-            # much larger than the part is left for a larger part while a new one fits: kept
-            # whole, one fast reader's 32 MiB buffers took all the budget from four files'
-            # first 1 MiB parts and their reads fell back to direct GETs
-            buf = self._take_free(need, most=2 * need)
-            if buf is None and not self._fits(need, self._ceiling()):
-                buf = self._take_free(need)
+            buf = self._reuse(need, self._ceiling())
             if buf is not None:
                 return buf
         if not self._fits(need, self._ceiling()):
@@ -258,7 +262,7 @@ class MemoryBudget:
         need = size_class(n) if n > MIN_POOLED else n
         while True:
             if n > MIN_POOLED:
-                buf = self._take_free(size_class(n))
+                buf = self._reuse(need, self.limit)
                 if buf is not None:
                     self.direct_used += buf.capacity
                     return buf

@@ -189,6 +189,21 @@ def test_with_room_a_small_part_gets_its_own_buffer_and_kept_large_ones_wait_for
     assert b.try_alloc(32 * MiB) in big and b.stats["allocated"] == 5
 
 
+def test_a_direct_read_with_room_leaves_a_much_larger_kept_buffer_whole():
+    """Direct reads choose kept buffers as prefetching does: with room for a new small buffer
+    the kept 32 MiB one is not shrunk for a 1 MiB read."""
+    async def main():
+        b = MemoryBudget(512 * MiB)
+        big = b.try_alloc(32 * MiB)
+        b.free(big)
+        small = await b.alloc_direct(MiB)
+        assert small is not big and big.capacity == 32 * MiB and b.stats["shrunk"] == 0
+        b.free(small, direct=True)
+        assert b.try_alloc(32 * MiB) is big
+
+    trio.run(main)
+
+
 def test_four_files_first_parts_do_not_take_all_the_budget_as_whole_kept_buffers():
     """One fast reader left ten 32 MiB buffers filling the budget; four files then start with
     1 MiB parts. The first shrinks a kept buffer to 1 MiB, the others fit beside it, and
