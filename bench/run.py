@@ -36,7 +36,7 @@ from pathlib import Path
 from bench import report
 from bench.metadata import MetadataBench
 from bench.mounts import cpu_seconds, drop_caches, minor_faults
-from bench.scenarios import DataBench, dd, direct_read, parallel
+from bench.scenarios import FOUR, ONE, DataBench, dd, direct_read, parallel, warm
 from bench.world import ROOT, World
 
 
@@ -76,18 +76,15 @@ def profile_and_cpu(bench: DataBench, world: World, workdir: Path) -> tuple[dict
     SeaweedFS, the emulator's S3 proxy), then one synfs read under py-spy (GIL samples)."""
     syn = bench.synfs("profile-synfs")
     try:
-        path = syn.path / "seq/one-GiB.bin"
-        four = [f"four/part-{i}.bin" for i in range(4)]
-        # warm the daemon (metadata, STS, its read buffers) with one read of each pattern, as
-        # the direct client's process read both in scenarios 1-2: the accounting then compares
-        # steady states (a fresh daemon's first read of four files page-faults its windows in)
-        dd(path)
-        parallel(lambda p: dd(syn.path / p), four)
+        path, four = syn.path / ONE, FOUR
+        # the direct client's process read both patterns in scenarios 1-2: the accounting then
+        # compares steady states (a fresh daemon's first read of four files faults its windows in)
+        warm(syn)
         server = {"SeaweedFS (weed)": weed_pid(world),
                   "emulator (REST + S3 proxy)": world.emulator.proc.pid}
         server = {k: p for k, p in server.items() if p}
         cpu_info: dict = {"cores": os.cpu_count()}
-        for label, paths, threads in (("seq1", ["seq/one-GiB.bin"], 8), ("seq4", four, 16)):
+        for label, paths, threads in (("seq1", [ONE], 8), ("seq4", four, 16)):
             gib = sum(bench.lay["files"][p]["size"] for p in paths) / 2**30
             drop_caches()
             usage0, faults0 = os.times(), minor_faults(syn.pid)

@@ -65,6 +65,23 @@ def parallel(fn, items) -> float:
     return time.monotonic() - started
 
 
+ONE = "seq/one-GiB.bin"
+FOUR = [f"four/part-{i}.bin" for i in range(4)]
+
+
+def warm(m) -> None:
+    """One untimed read of scenario 1's file and of scenario 2's four files through mount
+    ``m`` (credentials, lookups, read buffers), so that timed reads see its steady state."""
+    dd(m.path / ONE)
+    parallel(lambda p: dd(m.path / p), FOUR)
+
+
+def turns(rep: int) -> list[str]:
+    """The order the tools take turns in for repetition ``rep`` (rotated each time)."""
+    order = ["synfs", "direct", "rclone"]
+    return order[rep % 3:] + order[:rep % 3]
+
+
 class DataBench:
     def __init__(self, world, workdir: Path, reps: int = 3, log=print):
         self.world, self.workdir, self.reps, self.log = world, Path(workdir), reps, log
@@ -89,22 +106,18 @@ class DataBench:
 
     # ---- scenario 1 and 2 ------------------------------------------------------------------
     def sequential(self, syn: SynfsMount, rc: RcloneMount) -> None:
-        one = "seq/one-GiB.bin"
-        four = [f"four/part-{i}.bin" for i in range(4)]
+        one, four = ONE, FOUR
         # one untimed read of each pattern by each mount first, as the direct client's process
         # (this one) is warm: else the first timed repetition of a mount alone pays its
         # credentials, lookups and first-touched buffers
         for m in (syn, rc):
-            dd(m.path / one)
-            parallel(lambda p: dd(m.path / p), four)
+            warm(m)
         for label, paths, threads in (("seq1", [one], 8), ("seq4", four, 16)):
             total = sum(self.lay["files"][p]["size"] for p in paths)
             times = {"synfs": [], "direct": [], "rclone": []}
             peaks = {"synfs": 0, "rclone": 0}
             for rep in range(self.reps):
-                order = ["synfs", "direct", "rclone"]
-                order = order[rep % 3:] + order[:rep % 3]
-                for tool in order:
+                for tool in turns(rep):
                     drop_caches()
                     if tool == "direct":
                         t = direct_read(self.s3, self.lay["bucket"], [self.obj(p) for p in paths],
@@ -131,8 +144,7 @@ class DataBench:
         peaks = {"synfs": 0, "rclone": 0}
         rng = random.Random(5)
         for rep in range(self.reps):
-            order = ["synfs", "direct", "rclone"]
-            for tool in order[rep % 3:] + order[:rep % 3]:
+            for tool in turns(rep):
                 drop_caches()
                 if tool == "direct":
                     iops = self._random_direct(rng, runtime)
@@ -151,7 +163,7 @@ class DataBench:
 
     def _random_fio(self, m, runtime: int) -> float:
         res = subprocess.run(
-            ["fio", "--name=rand", f"--filename={m.path / 'seq/one-GiB.bin'}",
+            ["fio", "--name=rand", f"--filename={m.path / ONE}",
              "--rw=randread", "--bs=256k", "--size=1G", f"--runtime={runtime}",
              "--time_based", "--ioengine=psync", "--iodepth=1", "--numjobs=1",
              "--direct=1", "--readonly", "--randrepeat=0",
@@ -159,7 +171,7 @@ class DataBench:
         return json.loads(res.stdout)["jobs"][0]["read"]["iops"]
 
     def _random_direct(self, rng: random.Random, runtime: int) -> float:
-        key, size = self.obj("seq/one-GiB.bin")
+        key, size = self.obj(ONE)
         n, started = 0, time.monotonic()
         while time.monotonic() - started < runtime:
             off = rng.randrange(0, size - 256 * 1024) // 4096 * 4096
